@@ -1,0 +1,1 @@
+"""The contracts of wattstream: messages, settings and SQL migrations. Imports nothing of ours."""

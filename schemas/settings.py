@@ -1,0 +1,89 @@
+"""The one settings model. Read once at process start (`Settings()`), then passed down."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "TopicSpec"]
+
+
+class TopicSpec(BaseSettings):
+    """How wattstream creates one of its topics."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    name: str
+    partitions: int = Field(ge=1)
+    retention_ms: int = Field(ge=-1, description="-1 keeps records forever")
+
+
+_DAY_MS = 86_400_000
+
+
+class Settings(BaseSettings):
+    """All settings, from `WATTSTREAM_*` environment variables (or a `.env` file)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WATTSTREAM_", env_file=".env", env_file_encoding="utf-8", frozen=True, extra="ignore"
+    )
+
+    # --- Kafka ---
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_readings: str = "wattstream.readings.v1"
+    topic_grid: str = "wattstream.grid.v1"
+    topic_deadletter: str = "wattstream.deadletter.v1"
+    readings_partitions: int = Field(12, ge=6, description="keyed by site; per-site state is partition-local")
+    grid_partitions: int = Field(3, ge=1)
+    deadletter_partitions: int = Field(3, ge=1)
+    readings_retention_ms: int = 7 * _DAY_MS
+    grid_retention_ms: int = 30 * _DAY_MS
+    deadletter_retention_ms: int = 90 * _DAY_MS
+    consumer_group: str = "wattstream-ingest"
+
+    # --- database ---
+    database_url: SecretStr = SecretStr("postgresql://wattstream_app:wattstream-app-dev@127.0.0.1:55432/wattstream")
+    migrate_database_url: SecretStr = SecretStr(
+        "postgresql://wattstream_owner:wattstream-owner-dev@127.0.0.1:55432/wattstream"
+    )
+    app_role: str = Field("wattstream_app", description="granted row access by migrations; owns nothing")
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(10, ge=1)
+
+    # --- ingest ---
+    ingest_batch_max_records: int = Field(5000, ge=1, description="Kafka records per getmany() batch")
+    ingest_batch_timeout_ms: int = Field(200, ge=1)
+    ingest_max_partition_fetch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    unknown_meters: Literal["register", "deadletter"] = "register"
+    unknown_fields: Literal["reject", "ignore"] = "reject"
+    max_future_s: float = Field(86_400.0, gt=0, description="readings further ahead of now are dead-lettered")
+    earliest_reading: str = Field("2000-01-01T00:00:00Z", description="readings before this are dead-lettered")
+    shutdown_grace_s: float = Field(10.0, gt=0)
+    db_retry_initial_s: float = Field(0.5, gt=0)
+    db_retry_max_s: float = Field(10.0, gt=0)
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the worker's /metrics")
+
+    # --- API ---
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_page_max: int = Field(10_000, ge=1)
+    api_page_default: int = Field(1000, ge=1)
+
+    def topics(self) -> tuple[TopicSpec, ...]:
+        """The topics wattstream creates, with their partitions and retention."""
+        return (
+            TopicSpec(
+                name=self.topic_readings,
+                partitions=self.readings_partitions,
+                retention_ms=self.readings_retention_ms,
+            ),
+            TopicSpec(name=self.topic_grid, partitions=self.grid_partitions, retention_ms=self.grid_retention_ms),
+            TopicSpec(
+                name=self.topic_deadletter,
+                partitions=self.deadletter_partitions,
+                retention_ms=self.deadletter_retention_ms,
+            ),
+        )

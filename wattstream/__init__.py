@@ -1,0 +1,1 @@
+"""The composition root: the `wattstream` CLI reads the settings once and wires the pieces."""
