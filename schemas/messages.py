@@ -14,6 +14,8 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from schemas.timeutil import to_epoch_us
+
 __all__ = [
     "QUALITY_CODES",
     "QUALITY_NAMES",
@@ -101,7 +103,6 @@ class ValidReading:
 
 
 _NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity|inf)(?![\w\"])")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _classify(exc: msgspec.ValidationError) -> InvalidMessage:
@@ -147,13 +148,13 @@ class ReadingDecoder:
         self._reading = msgspec.json.Decoder(reading_type)
         self._batch = msgspec.json.Decoder(ReadingBatch)
         self._max_future_us = int(max_future_s * 1_000_000)
-        self._earliest_us = _to_us(earliest)
+        self._earliest_us = to_epoch_us(earliest)
 
     def decode(self, value: bytes | None, now: datetime) -> tuple[list[ValidReading], list[InvalidMessage]]:
         """All readings of one record value, and what was wrong with the rest."""
         if value is None:
             return [], [InvalidMessage("not_json", "record has no value (tombstone)")]
-        now_us = _to_us(now)
+        now_us = to_epoch_us(now)
         if b'"readings"' in value:
             try:
                 batch = self._batch.decode(value)
@@ -174,7 +175,9 @@ class ReadingDecoder:
         ok, err = self._one(value, now_us)
         return ([ok], []) if ok is not None else ([], [err] if err is not None else [])
 
-    def _one(self, raw: bytes | msgspec.Raw, now_us: int) -> tuple[ValidReading | None, InvalidMessage | None]:
+    def _one(
+        self, raw: bytes | msgspec.Raw, now_us: int
+    ) -> tuple[ValidReading | None, InvalidMessage | None]:
         try:
             r = self._reading.decode(raw)
         except msgspec.ValidationError as exc:
@@ -184,7 +187,9 @@ class ReadingDecoder:
                 return None, InvalidMessage("non_finite_value", f"NaN or Infinity is not a number: {exc}")
             return None, InvalidMessage("not_json", str(exc))
         if r.energy_kwh is None and r.power_kw is None:
-            return None, InvalidMessage("no_measurement", "at least one of energy_kwh and power_kw is required")
+            return None, InvalidMessage(
+                "no_measurement", "at least one of energy_kwh and power_kw is required"
+            )
         for name, v in (("energy_kwh", r.energy_kwh), ("power_kw", r.power_kw)):
             if v is not None and not math.isfinite(v):
                 return None, InvalidMessage("non_finite_value", f"{name} is not finite")
@@ -193,17 +198,14 @@ class ReadingDecoder:
         elif r.ts.tzinfo is None:
             return None, InvalidMessage("naive_timestamp", f"ts {r.ts.isoformat()} has no UTC offset")
         else:
-            ts_us = _to_us(r.ts)
+            ts_us = to_epoch_us(r.ts)
         if ts_us > now_us + self._max_future_us:
-            return None, InvalidMessage("future_timestamp", f"ts is more than {self._max_future_us // 1_000_000} s ahead")
+            return None, InvalidMessage(
+                "future_timestamp", f"ts is more than {self._max_future_us // 1_000_000} s ahead"
+            )
         if ts_us < self._earliest_us:
             return None, InvalidMessage("ancient_timestamp", "ts is before the earliest accepted reading")
         return ValidReading(r.site, r.meter, ts_us, r.energy_kwh, r.power_kw, r.quality), None
-
-
-def _to_us(ts: datetime) -> int:
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 _encoder = msgspec.json.Encoder()

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     consumer_group: str = "wattstream-ingest"
 
     # --- database ---
-    database_url: SecretStr = SecretStr("postgresql://wattstream_app:wattstream-app-dev@127.0.0.1:55432/wattstream")
+    database_url: SecretStr = SecretStr(
+        "postgresql://wattstream_app:wattstream-app-dev@127.0.0.1:55432/wattstream"
+    )
     migrate_database_url: SecretStr = SecretStr(
         "postgresql://wattstream_owner:wattstream-owner-dev@127.0.0.1:55432/wattstream"
     )
@@ -59,7 +61,9 @@ class Settings(BaseSettings):
     unknown_meters: Literal["register", "deadletter"] = "register"
     unknown_fields: Literal["reject", "ignore"] = "reject"
     max_future_s: float = Field(86_400.0, gt=0, description="readings further ahead of now are dead-lettered")
-    earliest_reading: str = Field("2000-01-01T00:00:00Z", description="readings before this are dead-lettered")
+    earliest_reading: str = Field(
+        "2000-01-01T00:00:00Z", description="readings before this are dead-lettered"
+    )
     shutdown_grace_s: float = Field(10.0, gt=0)
     db_retry_initial_s: float = Field(0.5, gt=0)
     db_retry_max_s: float = Field(10.0, gt=0)
@@ -80,7 +84,9 @@ class Settings(BaseSettings):
                 partitions=self.readings_partitions,
                 retention_ms=self.readings_retention_ms,
             ),
-            TopicSpec(name=self.topic_grid, partitions=self.grid_partitions, retention_ms=self.grid_retention_ms),
+            TopicSpec(
+                name=self.topic_grid, partitions=self.grid_partitions, retention_ms=self.grid_retention_ms
+            ),
             TopicSpec(
                 name=self.topic_deadletter,
                 partitions=self.deadletter_partitions,

@@ -33,5 +33,7 @@ def migrations() -> list[Migration]:
     found.sort(key=lambda mig: mig.version)
     expected = list(range(1, len(found) + 1))
     if [mig.version for mig in found] != expected:
-        raise RuntimeError(f"migration numbers must run 1..n without gaps, found {[m.version for m in found]}")
+        raise RuntimeError(
+            f"migration numbers must run 1..n without gaps, found {[m.version for m in found]}"
+        )
     return found

@@ -1,0 +1,49 @@
+"""The FastAPI application factory; clients and pools live in its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+
+from api.errors import install_error_handlers
+from api.metrics import RequestMetrics
+from api.routers import health, sites
+from schemas.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")
+        try:
+            await admin.start()
+            app.state.pool = pool
+            app.state.settings = settings
+            app.state.kafka_probe = admin.list_topics
+            yield
+        finally:
+            await admin.close()
+            await pool.close()
+
+    app = FastAPI(
+        title="wattstream",
+        version="0.1.0",
+        summary="Live energy and carbon of buildings, data centres and grids",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(sites.router)
+    app.add_middleware(RequestMetrics)
+    app.mount("/metrics", make_asgi_app())
+    return app

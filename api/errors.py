@@ -1,0 +1,75 @@
+"""One error shape for every failure: `{"error": {"code", "message", "field"}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas.api import ErrorBody, ErrorDetail
+
+__all__ = ["ApiError", "NotFound", "error_responses", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+def _body(code: str, message: str, field: str | None) -> dict[str, object]:
+    return ErrorBody(error=ErrorDetail(code=code, message=message, field=field)).model_dump()
+
+
+def _field_of(loc: tuple[object, ...]) -> str | None:
+    # ("query", "start") -> "start"; ("body", "sites", 0, "name") -> "sites.0.name"
+    parts = [str(p) for p in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
+    return ".".join(parts) or None
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    field = _field_of(tuple(first.get("loc", ())))
+    message = f"{field}: {first['msg']}" if field else str(first["msg"])
+    return JSONResponse(_body("invalid_parameter", message, field), status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+        exc.status_code, "http_error"
+    )
+    return JSONResponse(
+        _body(code, str(exc.detail), None), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {s: {"model": ErrorBody} for s in statuses}

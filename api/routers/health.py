@@ -1,0 +1,59 @@
+"""Liveness (`/healthz`) and readiness (`/readyz`: database and Kafka reachable)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import Db
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+_CHECK_TIMEOUT_S = 2.0
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: str
+    kafka: str
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> Health:
+    return Health()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="The database and Kafka are reachable",
+    responses={503: {"model": Readiness}},
+)
+async def readyz(request: Request, pool: Db) -> JSONResponse:
+    database = kafka = "ok"
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            await pool.fetchval("SELECT 1")
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        database = f"unreachable: {type(exc).__name__}"
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            await request.app.state.kafka_probe()
+    except (OSError, TimeoutError, KafkaError) as exc:
+        kafka = f"unreachable: {type(exc).__name__}"
+    ready = database == "ok" and kafka == "ok"
+    body = Readiness(status="ready" if ready else "not_ready", database=database, kafka=kafka)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+

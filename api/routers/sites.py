@@ -1,0 +1,125 @@
+"""Sites, their meters, and a meter's raw readings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime
+
+from api.deps import Db, SettingsDep
+from api.errors import ApiError, NotFound, error_responses
+from schemas.api import MeterPublic, Page, ReadingPublic, SitePublic
+from schemas.messages import IDENTIFIER, QUALITY_NAMES
+from schemas.timeutil import from_epoch_us, to_epoch_us
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/sites", tags=["sites"])
+
+_SITES = """
+SELECT s.*, (SELECT count(*) FROM meters m WHERE m.site_id = s.site_id) AS meters
+  FROM sites s
+ WHERE ($1::text IS NULL OR s.site_id > $1)
+ ORDER BY s.site_id
+ LIMIT $2
+"""
+_SITE = """
+SELECT s.*, (SELECT count(*) FROM meters m WHERE m.site_id = s.site_id) AS meters
+  FROM sites s WHERE s.site_id = $1
+"""
+_METERS = """
+SELECT m.*, st.last_ts AS last_reading_at
+  FROM meters m LEFT JOIN meter_state st USING (meter_id)
+ WHERE m.site_id = $1
+ ORDER BY m.meter
+"""
+_METER_ID = "SELECT meter_id FROM meters WHERE site_id = $1 AND meter = $2"
+_READINGS = """
+SELECT ts, energy_kwh, power_kw, quality
+  FROM readings
+ WHERE meter_id = $1 AND ts >= $2 AND ts < $3
+ ORDER BY ts
+ LIMIT $4
+"""
+
+SiteId = Annotated[str, Path(pattern=IDENTIFIER, examples=["hz-b001"])]
+MeterName = Annotated[str, Path(pattern=IDENTIFIER, examples=["main"])]
+_NOT_FOUND = error_responses(404, 422)
+
+
+def _site(row: object) -> SitePublic:
+    return SitePublic.model_validate(dict(row))  # type: ignore[call-overload]
+
+
+@router.get("", response_model=Page[SitePublic], summary="List sites", responses=error_responses(422))
+async def list_sites(
+    pool: Db,
+    settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
+    cursor: Annotated[str | None, Query(pattern=IDENTIFIER, description="next_cursor of the previous page")] = None,
+) -> Page[SitePublic]:
+    size = _page_size(limit, settings.api_page_default, settings.api_page_max)
+    rows = await pool.fetch(_SITES, cursor, size + 1)
+    items = [_site(r) for r in rows[:size]]
+    return Page[SitePublic](items=items, next_cursor=items[-1].site_id if len(rows) > size else None)
+
+
+@router.get("/{site}", response_model=SitePublic, summary="One site", responses=_NOT_FOUND)
+async def get_site(pool: Db, site: SiteId) -> SitePublic:
+    row = await pool.fetchrow(_SITE, site)
+    if row is None:
+        raise NotFound(f"site {site!r} not found")
+    return _site(row)
+
+
+@router.get("/{site}/meters", response_model=list[MeterPublic], summary="A site's meters", responses=_NOT_FOUND)
+async def list_meters(pool: Db, site: SiteId) -> list[MeterPublic]:
+    async with pool.acquire() as conn:
+        if await conn.fetchrow(_SITE, site) is None:
+            raise NotFound(f"site {site!r} not found")
+        rows = await conn.fetch(_METERS, site)
+    return [MeterPublic.model_validate(dict(r)) for r in rows]
+
+
+@router.get(
+    "/{site}/meters/{meter}/readings",
+    response_model=Page[ReadingPublic],
+    summary="A meter's raw readings in [start, end), oldest first",
+    responses=_NOT_FOUND,
+)
+async def list_readings(
+    pool: Db,
+    settings: SettingsDep,
+    site: SiteId,
+    meter: MeterName,
+    start: Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")],
+    end: Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")],
+    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$", description="next_cursor of the previous page")] = None,
+) -> Page[ReadingPublic]:
+    if end <= start:
+        raise ApiError("end must be after start", field="end")
+    size = _page_size(limit, settings.api_page_default, settings.api_page_max)
+    lower: datetime = from_epoch_us(int(cursor) + 1) if cursor is not None else start
+    async with pool.acquire() as conn:
+        meter_id = await conn.fetchval(_METER_ID, site, meter)
+        if meter_id is None:
+            if await conn.fetchrow(_SITE, site) is None:
+                raise NotFound(f"site {site!r} not found")
+            raise NotFound(f"meter {meter!r} not found at site {site!r}")
+        rows = await conn.fetch(_READINGS, meter_id, max(lower, start), end, size + 1)
+    items = [
+        ReadingPublic(
+            ts=r["ts"], energy_kwh=r["energy_kwh"], power_kw=r["power_kw"], quality=QUALITY_NAMES[r["quality"]]
+        )
+        for r in rows[:size]
+    ]
+    return Page[ReadingPublic](items=items, next_cursor=str(to_epoch_us(items[-1].ts)) if len(rows) > size else None)
+
+
+def _page_size(limit: int | None, default: int, maximum: int) -> int:
+    if limit is not None and limit > maximum:
+        raise ApiError(f"limit may be at most {maximum}", field="limit")
+    return limit or default

@@ -1,0 +1,39 @@
+"""The ingest worker's Prometheus metrics, defined once."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_SECONDS",
+    "CONSUMER_LAG",
+    "DB_RETRIES",
+    "DEADLETTERED",
+    "MESSAGES_CONSUMED",
+    "READINGS_VALID",
+    "ROWS_WRITTEN",
+]
+
+MESSAGES_CONSUMED = Counter(
+    "wattstream_ingest_messages_consumed_total", "Kafka records consumed and committed", ["topic"]
+)
+READINGS_VALID = Counter("wattstream_ingest_readings_total", "Valid readings decoded", ["topic"])
+ROWS_WRITTEN = Counter(
+    "wattstream_ingest_rows_written_total",
+    "Reading rows written, by path: copy (in order), upsert (late/duplicate that changed), unchanged",
+    ["path"],
+)
+DEADLETTERED = Counter(
+    "wattstream_ingest_deadlettered_total", "Readings or records sent to the dead-letter topic", ["reason"]
+)
+BATCH_SECONDS = Histogram(
+    "wattstream_ingest_batch_seconds",
+    "Time from a batch's arrival to its commit",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "wattstream_ingest_consumer_lag_messages",
+    "High watermark minus committed position",
+    ["topic", "partition"],
+)
+DB_RETRIES = Counter("wattstream_ingest_db_retries_total", "Batch writes retried after a database error")

@@ -1,0 +1,3 @@
+from wattstream.cli import main
+
+main()

@@ -1,0 +1,209 @@
+"""The `wattstream` command: reads the settings once and wires the pieces together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from schemas.settings import Settings
+from wattstream.logs import configure_logging
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="wattstream",
+    help="Streaming energy and carbon monitoring: Kafka in, TimescaleDB and a live API out.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+log = logging.getLogger("wattstream")
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+async def _with_stop_signals(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `run(stop)`; SIGINT/SIGTERM set `stop` and `run` drains and returns."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run(stop)
+
+
+@app.command()
+def migrate(log_level: LogLevel = "INFO") -> None:
+    """Apply the numbered SQL migrations (safe to run again) and grant the app role its rows."""
+    from ingest.migrate import apply_migrations
+
+    configure_logging(log_level)
+    s = _settings()
+    done = asyncio.run(
+        apply_migrations(
+            s.migrate_database_url.get_secret_value(),
+            s.app_role,
+            on_applied=lambda m: console.print(f"applied {m.version:03d}_{m.name}"),
+        )
+    )
+    console.print(f"database up to date ({len(done)} migration(s) applied now)")
+
+
+@app.command()
+def topics(log_level: LogLevel = "INFO") -> None:
+    """Create wattstream's Kafka topics with their partition counts and retention."""
+    from ingest.topics import ensure_topics
+
+    configure_logging(log_level)
+    s = _settings()
+    for name, what in asyncio.run(ensure_topics(s.kafka_bootstrap, s.topics())).items():
+        console.print(f"{name}: {what}")
+
+
+@app.command()
+def ingest(log_level: LogLevel = "INFO") -> None:
+    """Consume readings from Kafka into TimescaleDB until SIGTERM / Ctrl-C (drains, then commits)."""
+    from prometheus_client import start_http_server
+
+    from ingest.worker import IngestWorker
+
+    configure_logging(log_level)
+    s = _settings()
+    server = None
+    if s.ingest_metrics_port:
+        server, _thread = start_http_server(s.ingest_metrics_port, addr=s.ingest_metrics_host)
+    try:
+        asyncio.run(_with_stop_signals(IngestWorker(s).run))
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+@app.command()
+def api(log_level: LogLevel = "INFO") -> None:
+    """Serve the HTTP API (and /metrics, /healthz, /readyz) with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    configure_logging(log_level)
+    s = _settings()
+    uvicorn.run(create_app(s), host=s.api_host, port=s.api_port, log_config=None, access_log=False)
+
+
+@app.command()
+def simulate(
+    sites: Annotated[int, typer.Option(min=1, help="number of simulated sites")] = 20,
+    rate: Annotated[float, typer.Option(help="readings per second; 0 = as fast as possible")] = 200.0,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="stop after this many readings")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="readings per Kafka message (1 = single form)")] = 1,
+    start: Annotated[datetime | None, typer.Option(help="simulated start time (RFC 3339 with offset)")] = None,
+    speedup: Annotated[float, typer.Option(min=0.0, help="simulated seconds per wall-clock second")] = 1.0,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same stream")] = 1,
+    fault_rate: Annotated[float, typer.Option(min=0.0, help="injected faults per 1000 readings")] = 0.5,
+    progress: Annotated[bool, typer.Option(help="show a progress display")] = True,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Produce realistic synthetic meter readings (office, mall, hospital, data centre) to Kafka."""
+    from ingest.simulate import run_simulation
+
+    configure_logging(log_level)
+    if start is not None and start.tzinfo is None:
+        console.print("[red]--start needs a UTC offset[/red]")
+        raise typer.Exit(2)
+    s = _settings()
+    summary = asyncio.run(
+        run_simulation(
+            s,
+            sites=sites,
+            rate=rate,
+            duration_s=duration,
+            count=count,
+            batch=batch,
+            start=start,
+            speedup=speedup,
+            seed=seed,
+            fault_rate=fault_rate,
+            progress=progress,
+        )
+    )
+    console.print(summary)
+
+
+@app.command()
+def up(
+    rate: Annotated[float, typer.Option(help="simulator readings per second")] = 200.0,
+    sites: Annotated[int, typer.Option(min=1, help="simulated sites")] = 20,
+    speedup: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 60.0,
+) -> None:
+    """Run the whole system (migrate, topics, ingest worker, API, simulator) until Ctrl-C.
+
+    Kafka and TimescaleDB must be running: `make demo` starts them through deploy/ first.
+    """
+    configure_logging("INFO")
+    exe = [sys.executable, "-m", "wattstream"]
+    subprocess.run([*exe, "migrate"], check=True)
+    subprocess.run([*exe, "topics"], check=True)
+    children = {
+        "ingest": subprocess.Popen([*exe, "ingest"]),
+        "api": subprocess.Popen([*exe, "api"]),
+        "simulate": subprocess.Popen(
+            [*exe, "simulate", "--rate", str(rate), "--sites", str(sites), "--speedup", str(speedup), "--no-progress"]
+        ),
+    }
+    s = _settings()
+    console.print(
+        f"[bold green]wattstream is up[/bold green]: API http://{s.api_host}:{s.api_port}/docs  ·  "
+        f"metrics http://{s.api_host}:{s.api_port}/metrics and http://{s.ingest_metrics_host}:"
+        f"{s.ingest_metrics_port}/metrics  ·  Ctrl-C stops"
+    )
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            for name, proc in children.items():
+                if proc.poll() is not None and name != "simulate":
+                    console.print(f"[red]{name} exited with {proc.returncode}; stopping[/red]")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for proc in reversed(children.values()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in children.items():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{name} did not stop in 15 s; killing[/yellow]")
+                proc.kill()
+        console.print("stopped")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
