@@ -8,17 +8,19 @@ from contextlib import asynccontextmanager
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
+from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import health, sites
+from api.routers import health, metrics, sites
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
+    """The app; `registry` is what /metrics exposes (the composition root decides which)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(
@@ -30,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.pool = pool
             app.state.settings = settings
             app.state.kafka_probe = admin.list_topics
+            app.state.metrics_registry = registry
             yield
         finally:
             await admin.close()
@@ -44,6 +47,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(sites.router)
+    app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
-    app.mount("/metrics", make_asgi_app())
     return app

@@ -126,6 +126,8 @@ class IngestWorker:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=s.ingest_max_partition_fetch_bytes,
+            session_timeout_ms=s.ingest_session_timeout_ms,
+            heartbeat_interval_ms=max(s.ingest_session_timeout_ms // 5, 1000),
         )
         try:
             await self._producer.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     ingest_batch_max_records: int = Field(5000, ge=1, description="Kafka records per getmany() batch")
     ingest_batch_timeout_ms: int = Field(200, ge=1)
     ingest_max_partition_fetch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    ingest_session_timeout_ms: int = Field(
+        10_000, ge=6_000, description="a worker that stops heartbeating loses its partitions after this"
+    )
     unknown_meters: Literal["register", "deadletter"] = "register"
     unknown_fields: Literal["reject", "ignore"] = "reject"
     max_future_s: float = Field(86_400.0, gt=0, description="readings further ahead of now are dead-lettered")
@@ -69,6 +73,14 @@ class Settings(BaseSettings):
     db_retry_max_s: float = Field(10.0, gt=0)
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the worker's /metrics")
+
+    # --- metrics ---
+    metrics_dir: Path | None = Field(
+        None,
+        description="share Prometheus metrics between wattstream processes on one host through this "
+        "directory (prometheus_client multiprocess mode): the API's /metrics then shows the ingest "
+        "worker's counters too. `wattstream up` sets it.",
+    )
 
     # --- API ---
     api_host: str = "127.0.0.1"

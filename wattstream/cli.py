@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from schemas.settings import Settings
 from wattstream.logs import configure_logging
+from wattstream.metrics import enable_shared_metrics, mark_process_dead, metrics_registry, reset_shared_metrics
 
 __all__ = ["app", "main"]
 
@@ -35,10 +37,12 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        s = Settings()
     except ValueError as exc:
         console.print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
+    enable_shared_metrics(s.metrics_dir)
+    return s
 
 
 async def _with_stop_signals(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -89,7 +93,9 @@ def ingest(log_level: LogLevel = "INFO") -> None:
     s = _settings()
     server = None
     if s.ingest_metrics_port:
-        server, _thread = start_http_server(s.ingest_metrics_port, addr=s.ingest_metrics_host)
+        server, _thread = start_http_server(
+            s.ingest_metrics_port, addr=s.ingest_metrics_host, registry=metrics_registry(s.metrics_dir)
+        )
     try:
         asyncio.run(_with_stop_signals(IngestWorker(s).run))
     finally:
@@ -106,7 +112,7 @@ def api(log_level: LogLevel = "INFO") -> None:
 
     configure_logging(log_level)
     s = _settings()
-    uvicorn.run(create_app(s), host=s.api_host, port=s.api_port, log_config=None, access_log=False)
+    uvicorn.run(create_app(s, metrics_registry(s.metrics_dir)), host=s.api_host, port=s.api_port, log_config=None, access_log=False)
 
 
 @app.command()
@@ -160,17 +166,23 @@ def up(
     Kafka and TimescaleDB must be running: `make demo` starts them through deploy/ first.
     """
     configure_logging("INFO")
+    s = _settings()
+    metrics_dir = s.metrics_dir or Path(os.environ.get("WATTSTREAM_CACHE", Path.home() / ".cache/wattstream")) / (
+        "run/metrics"
+    )
+    reset_shared_metrics(metrics_dir)
+    env = {**os.environ, "WATTSTREAM_METRICS_DIR": str(metrics_dir)}
     exe = [sys.executable, "-m", "wattstream"]
-    subprocess.run([*exe, "migrate"], check=True)
-    subprocess.run([*exe, "topics"], check=True)
+    subprocess.run([*exe, "migrate"], check=True, env=env)
+    subprocess.run([*exe, "topics"], check=True, env=env)
     children = {
-        "ingest": subprocess.Popen([*exe, "ingest"]),
-        "api": subprocess.Popen([*exe, "api"]),
+        "ingest": subprocess.Popen([*exe, "ingest"], env=env),
+        "api": subprocess.Popen([*exe, "api"], env=env),
         "simulate": subprocess.Popen(
-            [*exe, "simulate", "--rate", str(rate), "--sites", str(sites), "--speedup", str(speedup), "--no-progress"]
+            [*exe, "simulate", "--rate", str(rate), "--sites", str(sites), "--speedup", str(speedup), "--no-progress"],
+            env=env,
         ),
     }
-    s = _settings()
     console.print(
         f"[bold green]wattstream is up[/bold green]: API http://{s.api_host}:{s.api_port}/docs  ·  "
         f"metrics http://{s.api_host}:{s.api_port}/metrics and http://{s.ingest_metrics_host}:"
@@ -201,6 +213,7 @@ def up(
             except subprocess.TimeoutExpired:
                 console.print(f"[yellow]{name} did not stop in 15 s; killing[/yellow]")
                 proc.kill()
+            mark_process_dead(metrics_dir, proc.pid)
         console.print("stopped")
 
 
