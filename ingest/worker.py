@@ -159,7 +159,7 @@ class IngestWorker:
         for tp in assigned:
             offset = stored.get(tp.partition)
             if offset is None:
-                self._consumer.seek_to_beginning(tp)
+                await self._consumer.seek_to_beginning(tp)
                 self.positions[tp] = NO_STORED_OFFSET
             else:
                 self._consumer.seek(tp, offset)
