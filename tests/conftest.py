@@ -53,7 +53,10 @@ async def settings(services: None) -> AsyncIterator[Settings]:
     database = f"wattstream_test_{run}"
     owner_dsn = defaults.migrate_database_url.get_secret_value()
     admin = await asyncpg.connect(owner_dsn)
-    await admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
     s = defaults.model_copy(
         update={
             "database_url": type(defaults.database_url)(
@@ -73,8 +76,11 @@ async def settings(services: None) -> AsyncIterator[Settings]:
     try:
         yield s
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+        admin = await asyncpg.connect(owner_dsn)  # a fresh one: tests restart the database
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="session")
