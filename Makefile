@@ -32,8 +32,8 @@ test: install  ## all tests: unit, then integration against real Kafka + Timesca
 test-unit: install  ## unit tests only (no services)
 	$(VENV)/bin/pytest tests/unit
 
-bench: install  ## benchmarks in loadtest/ (start the services first: make services-up)
-	$(VENV)/bin/pytest -m bench loadtest -s
+bench: install  ## benchmarks in loadtest/, printed as ratios to raw COPY (needs make services-up)
+	$(VENV)/bin/wattstream bench
 
 demo: install  ## provision and run everything (Kafka, TimescaleDB, ingest, API, simulator) until Ctrl-C
 	bash deploy/demo.sh

@@ -10,6 +10,7 @@ carries its origin topic/partition/offset for de-duplication).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -148,21 +149,38 @@ class IngestWorker:
             await self._pool.close()
             log.info("ingest worker stopped", extra={"topic": self._topic})
 
+    @property
+    def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise IngestError("the worker is not running")
+        return self._pool
+
+    @property
+    def _kafka_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise IngestError("the worker is not running")
+        return self._consumer
+
+    @property
+    def _kafka_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise IngestError("the worker is not running")
+        return self._producer
+
     async def seek_to_stored(self, assigned: Sequence[TopicPartition]) -> None:
         """Seek each partition to the offset stored with its rows (the beginning if none)."""
         if not assigned:
             return
-        assert self._pool is not None and self._consumer is not None
         stored = await self._retrying(
             lambda conn: self.writer.stored_offsets(conn, [tp.partition for tp in assigned])
         )
         for tp in assigned:
             offset = stored.get(tp.partition)
             if offset is None:
-                await self._consumer.seek_to_beginning(tp)
+                await self._kafka_consumer.seek_to_beginning(tp)
                 self.positions[tp] = NO_STORED_OFFSET
             else:
-                self._consumer.seek(tp, offset)
+                self._kafka_consumer.seek(tp, offset)
                 self.positions[tp] = offset
             log.info(
                 "partition assigned",
@@ -188,8 +206,7 @@ class IngestWorker:
         delay = self._s.db_retry_initial_s
         while True:
             try:
-                assert self._pool is not None
-                async with self._pool.acquire() as conn:
+                async with self._db.acquire() as conn:
                     unknown = await self._meters.resolve(conn, set(decoded.keys))
                     rows = self._rows(decoded, unknown)
                     if not dead_letters_sent:
@@ -286,7 +303,6 @@ class IngestWorker:
     async def _send_dead_letters(self, d: _Decoded) -> None:
         if not d.problems:
             return
-        assert self._producer is not None
         sends = []
         for i, problems in d.problems.items():
             msg = d.records[i]
@@ -301,7 +317,7 @@ class IngestWorker:
             if len({p.reason for p in problems}) > 1:
                 headers.append(("reasons", ",".join(sorted({p.reason for p in problems})).encode()))
             sends.append(
-                await self._producer.send(
+                await self._kafka_producer.send(
                     self._s.topic_deadletter, value=msg.value, key=msg.key, headers=headers
                 )
             )
@@ -333,10 +349,9 @@ class IngestWorker:
 
     async def _retrying(self, op: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
         delay = self._s.db_retry_initial_s
-        assert self._pool is not None
         while True:
             try:
-                async with self._pool.acquire() as conn:
+                async with self._db.acquire() as conn:
                     return await op(conn)
             except Exception as exc:
                 if not is_transient_db_error(exc):
@@ -349,10 +364,8 @@ class IngestWorker:
 
 
 async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):  # the delay passed without a stop: that is the normal case
         await asyncio.wait_for(stop.wait(), delay)
-    except TimeoutError:
-        pass
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

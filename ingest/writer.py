@@ -25,7 +25,7 @@ from ingest.errors import FencedOffsets
 from ingest.pgcopy import COPY_COLUMNS, encode_readings_copy
 from schemas.timeutil import from_epoch_us, to_epoch_us
 
-__all__ = ["BatchStage", "NO_STORED_OFFSET", "OffsetAdvance", "ReadingRows", "ReadingWriter", "WriteResult"]
+__all__ = ["NO_STORED_OFFSET", "BatchStage", "OffsetAdvance", "ReadingRows", "ReadingWriter", "WriteResult"]
 
 NO_STORED_OFFSET = -1
 _NO_STATE = np.iinfo(np.int64).min

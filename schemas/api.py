@@ -49,7 +49,9 @@ class ReadingPublic(_Public):
 
 class Page(_Public, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(None, description="pass as `cursor` to get the next page; null on the last")
+    next_cursor: str | None = Field(
+        None, description="pass as `cursor` to get the next page; null on the last"
+    )
 
 
 class ErrorDetail(_Public):

@@ -36,8 +36,8 @@ _Kwh = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
 _Kw = Annotated[float, msgspec.Meta(ge=0.0, lt=1e12)]
 Quality = Literal["ok", "estimated", "suspect"]
 # stored as smallint: the readings hypertable is the biggest table, every byte counts
-QUALITY_CODES: Final = {"ok": 0, "estimated": 1, "suspect": 2}
-QUALITY_NAMES: Final = {code: name for name, code in QUALITY_CODES.items()}
+QUALITY_CODES: Final[dict[str, int]] = {"ok": 0, "estimated": 1, "suspect": 2}
+QUALITY_NAMES: Final[dict[int, Quality]] = {0: "ok", 1: "estimated", 2: "suspect"}
 
 REASONS: Final = (
     "not_json",

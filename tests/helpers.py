@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,7 +121,6 @@ def make_stream(
     return st
 
 
-
 async def produce(settings: Settings, messages: list[tuple[bytes, bytes]], *, seconds: float = 0.0) -> None:
     """Send messages in order; spread over about `seconds` when given (for mid-stream faults)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
@@ -130,7 +130,8 @@ async def produce(settings: Settings, messages: list[tuple[bytes, bytes]], *, se
         pause = seconds / max(len(messages) / chunk, 1)
         for i in range(0, len(messages), chunk):
             futures = [
-                await producer.send(settings.topic_readings, value=v, key=k) for k, v in messages[i : i + chunk]
+                await producer.send(settings.topic_readings, value=v, key=k)
+                for k, v in messages[i : i + chunk]
             ]
             await asyncio.gather(*futures)
             if pause:
@@ -170,7 +171,11 @@ class Worker:
     def start(self) -> None:
         with self._log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wattstream", "ingest"], env=self._env, stdout=log, stderr=log, cwd=ROOT
+                [sys.executable, "-m", "wattstream", "ingest"],
+                env=self._env,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
             )
 
     def kill(self) -> None:
@@ -190,15 +195,18 @@ class Worker:
         return self.proc is not None and self.proc.poll() is None
 
 
-async def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(
+    predicate: Callable[[], Awaitable[object]], within: float, what: str, interval: float = 0.5
+) -> None:
+    """Poll `predicate` until it returns True; fail after `within` seconds with its last answer."""
+    deadline = time.monotonic() + within
     last = None
     while time.monotonic() < deadline:
         last = await predicate()
         if last is True:
             return
         await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last}")
+    raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last}")
 
 
 async def reading_stats(settings: Settings, sites: set[str]) -> tuple[int, float, int]:
@@ -214,3 +222,10 @@ async def reading_stats(settings: Settings, sites: set[str]) -> tuple[int, float
         return row["n"], row["e"], row["d"]
     finally:
         await conn.close()
+
+
+async def deploy(service: str, action: str) -> None:
+    """Run deploy/<service>.sh <action> without blocking the event loop."""
+    proc = await asyncio.create_subprocess_exec("bash", str(ROOT / "deploy" / f"{service}.sh"), action)
+    if await proc.wait() != 0:
+        raise AssertionError(f"deploy/{service}.sh {action} failed")

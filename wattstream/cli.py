@@ -19,7 +19,12 @@ from rich.console import Console
 
 from schemas.settings import Settings
 from wattstream.logs import configure_logging
-from wattstream.metrics import enable_shared_metrics, mark_process_dead, metrics_registry, reset_shared_metrics
+from wattstream.metrics import (
+    enable_shared_metrics,
+    mark_process_dead,
+    metrics_registry,
+    reset_shared_metrics,
+)
 
 __all__ = ["app", "main"]
 
@@ -112,7 +117,13 @@ def api(log_level: LogLevel = "INFO") -> None:
 
     configure_logging(log_level)
     s = _settings()
-    uvicorn.run(create_app(s, metrics_registry(s.metrics_dir)), host=s.api_host, port=s.api_port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(s, metrics_registry(s.metrics_dir)),
+        host=s.api_host,
+        port=s.api_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -122,7 +133,9 @@ def simulate(
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     count: Annotated[int | None, typer.Option(min=1, help="stop after this many readings")] = None,
     batch: Annotated[int, typer.Option(min=1, help="readings per Kafka message (1 = single form)")] = 1,
-    start: Annotated[datetime | None, typer.Option(help="simulated start time (RFC 3339 with offset)")] = None,
+    start: Annotated[
+        datetime | None, typer.Option(help="simulated start time (RFC 3339 with offset)")
+    ] = None,
     speedup: Annotated[float, typer.Option(min=0.0, help="simulated seconds per wall-clock second")] = 1.0,
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same stream")] = 1,
     fault_rate: Annotated[float, typer.Option(min=0.0, help="injected faults per 1000 readings")] = 0.5,
@@ -156,6 +169,22 @@ def simulate(
 
 
 @app.command()
+def bench(
+    readings: Annotated[int, typer.Option(min=1000, help="readings per run")] = 300_000,
+    per_message: Annotated[
+        list[int] | None, typer.Option(help="readings per Kafka message; repeat for several runs")
+    ] = None,
+) -> None:
+    """End-to-end ingest throughput as a ratio to raw asyncpg COPY on the same machine, same run."""
+    from loadtest.bench_ingest import report, run
+
+    configure_logging("WARNING")
+    s = _settings()
+    for n in per_message or [100, 1]:
+        console.print(report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4))))
+
+
+@app.command()
 def up(
     rate: Annotated[float, typer.Option(help="simulator readings per second")] = 200.0,
     sites: Annotated[int, typer.Option(min=1, help="simulated sites")] = 20,
@@ -167,9 +196,9 @@ def up(
     """
     configure_logging("INFO")
     s = _settings()
-    metrics_dir = s.metrics_dir or Path(os.environ.get("WATTSTREAM_CACHE", Path.home() / ".cache/wattstream")) / (
-        "run/metrics"
-    )
+    metrics_dir = s.metrics_dir or Path(
+        os.environ.get("WATTSTREAM_CACHE", Path.home() / ".cache/wattstream")
+    ) / ("run/metrics")
     reset_shared_metrics(metrics_dir)
     env = {**os.environ, "WATTSTREAM_METRICS_DIR": str(metrics_dir)}
     exe = [sys.executable, "-m", "wattstream"]
@@ -179,7 +208,17 @@ def up(
         "ingest": subprocess.Popen([*exe, "ingest"], env=env),
         "api": subprocess.Popen([*exe, "api"], env=env),
         "simulate": subprocess.Popen(
-            [*exe, "simulate", "--rate", str(rate), "--sites", str(sites), "--speedup", str(speedup), "--no-progress"],
+            [
+                *exe,
+                "simulate",
+                "--rate",
+                str(rate),
+                "--sites",
+                str(sites),
+                "--speedup",
+                str(speedup),
+                "--no-progress",
+            ],
             env=env,
         ),
     }

@@ -37,7 +37,7 @@ def metrics_registry(metrics_dir: Path | None) -> CollectorRegistry:
     from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
     return registry
 
 
@@ -45,4 +45,4 @@ def mark_process_dead(metrics_dir: Path | None, pid: int) -> None:
     if metrics_dir is not None:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid, path=str(metrics_dir))
+        multiprocess.mark_process_dead(pid, path=str(metrics_dir))  # type: ignore[no-untyped-call]

@@ -56,4 +56,3 @@ async def readyz(request: Request, pool: Db) -> JSONResponse:
     ready = database == "ok" and kafka == "ok"
     body = Readiness(status="ready" if ready else "not_ready", database=database, kafka=kafka)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
-

@@ -58,7 +58,9 @@ async def list_sites(
     pool: Db,
     settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
-    cursor: Annotated[str | None, Query(pattern=IDENTIFIER, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=IDENTIFIER, description="next_cursor of the previous page")
+    ] = None,
 ) -> Page[SitePublic]:
     size = _page_size(limit, settings.api_page_default, settings.api_page_max)
     rows = await pool.fetch(_SITES, cursor, size + 1)
@@ -74,7 +76,9 @@ async def get_site(pool: Db, site: SiteId) -> SitePublic:
     return _site(row)
 
 
-@router.get("/{site}/meters", response_model=list[MeterPublic], summary="A site's meters", responses=_NOT_FOUND)
+@router.get(
+    "/{site}/meters", response_model=list[MeterPublic], summary="A site's meters", responses=_NOT_FOUND
+)
 async def list_meters(pool: Db, site: SiteId) -> list[MeterPublic]:
     async with pool.acquire() as conn:
         if await conn.fetchrow(_SITE, site) is None:
@@ -97,7 +101,9 @@ async def list_readings(
     start: Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")],
     end: Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")],
     limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$", description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^\d{1,19}$", description="next_cursor of the previous page")
+    ] = None,
 ) -> Page[ReadingPublic]:
     if end <= start:
         raise ApiError("end must be after start", field="end")
@@ -112,11 +118,16 @@ async def list_readings(
         rows = await conn.fetch(_READINGS, meter_id, max(lower, start), end, size + 1)
     items = [
         ReadingPublic(
-            ts=r["ts"], energy_kwh=r["energy_kwh"], power_kw=r["power_kw"], quality=QUALITY_NAMES[r["quality"]]
+            ts=r["ts"],
+            energy_kwh=r["energy_kwh"],
+            power_kw=r["power_kw"],
+            quality=QUALITY_NAMES[r["quality"]],
         )
         for r in rows[:size]
     ]
-    return Page[ReadingPublic](items=items, next_cursor=str(to_epoch_us(items[-1].ts)) if len(rows) > size else None)
+    return Page[ReadingPublic](
+        items=items, next_cursor=str(to_epoch_us(items[-1].ts)) if len(rows) > size else None
+    )
 
 
 def _page_size(limit: int | None, default: int, maximum: int) -> int:

@@ -4,18 +4,15 @@ every invalid message dead-lettered alone with its reason, through crashes and a
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import Stream, Worker, make_stream, produce, read_topic, reading_stats, wait_for
+from helpers import Stream, Worker, deploy, make_stream, produce, read_topic, reading_stats, wait_for
 
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _dead_letter_summary(records: list) -> tuple[Counter[str], set[tuple[int, int]]]:
@@ -28,12 +25,12 @@ def _dead_letter_summary(records: list) -> tuple[Counter[str], set[tuple[int, in
     return reasons, origins
 
 
-async def _wait_until_stored(s: Settings, stream: Stream, timeout: float) -> None:
+async def _wait_until_stored(s: Settings, stream: Stream, within: float) -> None:
     async def done() -> bool | tuple[int, float, int]:
         stats = await reading_stats(s, stream.sites)
         return True if stats[0] >= stream.valid else stats
 
-    await wait_for(done, timeout, f"{stream.valid} rows")
+    await wait_for(done, within, f"{stream.valid} rows")
 
 
 async def _assert_exact(s: Settings, stream: Stream, *, dead_letters_exact: bool = True) -> None:
@@ -80,6 +77,7 @@ async def test_sigkill_twice_mid_stream(pipeline: Settings, tmp_path: Path) -> N
     producing = asyncio.create_task(produce(pipeline, stream.messages, seconds=12))
     try:
         for at_least in (2_000, 8_000):
+
             async def progressed(n: int = at_least) -> bool | int:
                 rows = (await reading_stats(pipeline, stream.sites))[0]
                 return True if rows >= n else rows
@@ -102,15 +100,16 @@ async def test_database_outage_pauses_and_resumes(pipeline: Settings, tmp_path: 
     worker.start()
     producing = asyncio.create_task(produce(pipeline, stream.messages, seconds=15))
     try:
+
         async def started() -> bool | int:
             rows = (await reading_stats(pipeline, stream.sites))[0]
             return True if rows >= 1_000 else rows
 
         await wait_for(started, 90, "the first rows", interval=0.1)
-        subprocess.run(["bash", str(DEPLOY / "timescaledb.sh"), "stop"], check=True)
+        await deploy("timescaledb", "stop")
         await asyncio.sleep(20)
         assert worker.alive(), "the worker must ride out a database outage"
-        subprocess.run(["bash", str(DEPLOY / "timescaledb.sh"), "start"], check=True)
+        await deploy("timescaledb", "start")
         await producing
         await _wait_until_stored(pipeline, stream, 180)
         await _assert_exact(pipeline, stream)
@@ -119,6 +118,6 @@ async def test_database_outage_pauses_and_resumes(pipeline: Settings, tmp_path: 
         assert "database unavailable" in log
     finally:
         producing.cancel()
-        subprocess.run(["bash", str(DEPLOY / "timescaledb.sh"), "start"], check=True)
+        await deploy("timescaledb", "start")
         if worker.alive():
             worker.kill()

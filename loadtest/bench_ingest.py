@@ -1,0 +1,221 @@
+"""End-to-end ingest benchmark: readings in Kafka → rows in TimescaleDB, as a ratio to raw COPY.
+
+Reference: raw asyncpg `copy_records_to_table` of the same rows into the same (indexed,
+empty) hypertable on the same box, in the same run. wattstream: the ingest worker draining a
+topic pre-filled with the same readings (decode, validate, resolve meters, split, COPY, meter
+state, fenced offsets, commit). Both start from an empty table in a fresh database.
+
+    python -m loadtest.bench_ingest --readings 300000 --per-message 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from ingest.migrate import apply_migrations
+from ingest.topics import ensure_topics
+from ingest.worker import IngestWorker
+from schemas.settings import Settings
+
+__all__ = ["main", "report", "run"]
+
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _dsn(dsn: str, database: str) -> str:
+    return f"{dsn.rpartition('/')[0]}/{database}"
+
+
+# (site, meter, epoch ms, energy_kwh, power_kw)
+Row = tuple[str, str, int, float, float]
+
+
+def _readings(n: int, sites: int, meters_per_site: int) -> list[Row]:
+    meters = sites * meters_per_site
+    t0_ms = int(_T0.timestamp() * 1000)
+    rows: list[Row] = []
+    for i in range(n):
+        m, k = i % meters, i // meters
+        rows.append(
+            (
+                f"bench-{m // meters_per_site:04d}",
+                f"m{m % meters_per_site}",
+                t0_ms + k * 60_000,
+                1000.0 + k * 0.25,
+                15.0,
+            )
+        )
+    return rows
+
+
+async def _fresh_database(s: Settings) -> tuple[Settings, str]:
+    name = f"wattstream_bench_{uuid.uuid4().hex[:8]}"
+    owner = s.migrate_database_url.get_secret_value()
+    conn = await asyncpg.connect(owner)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    run = uuid.uuid4().hex[:8]
+    fresh = s.model_copy(
+        update={
+            "database_url": type(s.database_url)(_dsn(s.database_url.get_secret_value(), name)),
+            "migrate_database_url": type(s.migrate_database_url)(_dsn(owner, name)),
+            "topic_readings": f"bench.{run}.readings",
+            "topic_grid": f"bench.{run}.grid",
+            "topic_deadletter": f"bench.{run}.deadletter",
+            "consumer_group": f"bench-{run}",
+            "ingest_metrics_port": 0,
+        }
+    )
+    await apply_migrations(fresh.migrate_database_url.get_secret_value(), fresh.app_role)
+    return fresh, name
+
+
+async def _drop_database(s: Settings, name: str) -> None:
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _raw_copy_rate(s: Settings, readings: list[Row]) -> float:
+    """Rows/s of plain COPY of the same rows into the empty readings hypertable."""
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    try:
+        ids: dict[tuple[str, str], int] = {}
+        records = [
+            (ids.setdefault((site, meter), len(ids) + 1), datetime.fromtimestamp(ts / 1000, UTC), e, p, 0)
+            for site, meter, ts, e, p in readings
+        ]
+        t0 = time.perf_counter()
+        for i in range(0, len(records), 5000):
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "readings",
+                    records=records[i : i + 5000],
+                    columns=["meter_id", "ts", "energy_kwh", "power_kw", "quality"],
+                )
+        elapsed = time.perf_counter() - t0
+        await conn.execute("TRUNCATE readings")
+        return len(records) / elapsed
+    finally:
+        await conn.close()
+
+
+async def _produce(s: Settings, readings: list[Row], per_message: int) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20
+    )
+    await producer.start()
+    try:
+        by_site: dict[str, list[dict[str, object]]] = {}
+        for site, meter, ts, e, p in readings:
+            by_site.setdefault(site, []).append(
+                {"site": site, "meter": meter, "ts": ts, "energy_kwh": e, "power_kw": p}
+            )
+        futures = []
+        for site, rs in by_site.items():
+            for i in range(0, len(rs), per_message):
+                chunk = rs[i : i + per_message]
+                value = json.dumps(chunk[0] if per_message == 1 else {"readings": chunk}).encode()
+                futures.append(await producer.send(s.topic_readings, value=value, key=site.encode()))
+                if len(futures) >= 5000:
+                    await asyncio.gather(*futures)
+                    futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _wattstream_rate(s: Settings, n: int) -> tuple[float, float]:
+    """(rows/s, seconds to the first committed row) of the worker draining the topic."""
+    stop = asyncio.Event()
+    worker = IngestWorker(s)
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        t0 = time.perf_counter()
+        first = None
+        while True:
+            count = await conn.fetchval("SELECT count(*) FROM readings")
+            now = time.perf_counter()
+            if count and first is None:
+                first = now
+            if count >= n:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        assert first is not None
+        # the clock starts at the first commit: group join and partition assignment are not throughput
+        return n / (now - first), first - t0
+    finally:
+        stop.set()
+        await task
+        await conn.close()
+
+
+async def run(
+    base: Settings, readings_n: int, per_message: int, *, sites: int, meters_per_site: int
+) -> dict[str, float]:
+    s, db = await _fresh_database(base)
+    try:
+        await ensure_topics(s.kafka_bootstrap, s.topics())
+        readings = _readings(readings_n, sites, meters_per_site)
+        raw = await _raw_copy_rate(s, readings)
+        t0 = time.perf_counter()
+        await _produce(s, readings, per_message)
+        produce_s = time.perf_counter() - t0
+        rate, startup = await _wattstream_rate(s, readings_n)
+        return {
+            "readings": readings_n,
+            "per_message": per_message,
+            "raw_copy_rows_s": raw,
+            "wattstream_rows_s": rate,
+            "ratio": rate / raw,
+            "produce_s": produce_s,
+            "startup_s": startup,
+        }
+    finally:
+        await _drop_database(base, db)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readings", type=int, default=300_000)
+    p.add_argument(
+        "--per-message", type=int, default=100, help="readings per Kafka message (1 = single form)"
+    )
+    p.add_argument("--sites", type=int, default=500)
+    p.add_argument("--meters-per-site", type=int, default=4)
+    a = p.parse_args()
+    r = asyncio.run(
+        run(Settings(), a.readings, a.per_message, sites=a.sites, meters_per_site=a.meters_per_site)
+    )
+    print(report(r))
+
+
+def report(r: dict[str, float]) -> str:
+    return "\n".join(
+        [
+            f"ingest end to end: {r['readings']:,.0f} readings, {r['per_message']:.0f} per message",
+            f"  reference raw asyncpg COPY : {r['raw_copy_rows_s']:>10,.0f} rows/s",
+            f"  wattstream Kafka → DB      : {r['wattstream_rows_s']:>10,.0f} rows/s",
+            f"  ratio (wattstream / COPY)  : {r['ratio']:.2f}",
+            f"  (producing took {r['produce_s']:.1f} s; first commit {r['startup_s']:.1f} s after start)",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
