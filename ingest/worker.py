@@ -195,6 +195,11 @@ class IngestWorker:
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event) -> None:
         started = time.monotonic()
         owned = {tp: msgs for tp, msgs in batch.items() if msgs and tp in self.positions}
+        assigned = self._kafka_consumer.assignment()
+        for tp, msgs in batch.items():
+            if msgs and tp not in owned and tp in assigned:
+                # fetched before this worker knew the partition's stored offset: read them again later
+                self._kafka_consumer.seek(tp, msgs[0].offset)
         if not owned:
             return
         decoded = self._decode(owned)
@@ -341,9 +346,16 @@ class IngestWorker:
         if now - self._last_hint < _HINT_COMMIT_EVERY_S or not self.positions or self._consumer is None:
             return
         self._last_hint = now
-        offsets = {tp: OffsetAndMetadata(pos, "") for tp, pos in self.positions.items() if pos >= 0}
+        assigned = self._kafka_consumer.assignment()
+        offsets = {
+            tp: OffsetAndMetadata(pos, "")
+            for tp, pos in self.positions.items()
+            if pos >= 0 and tp in assigned
+        }
+        if not offsets:
+            return
         try:
-            await self._consumer.commit(offsets)
+            await self._kafka_consumer.commit(offsets)
         except KafkaError as exc:  # a rebalance in progress; the next hint will do
             log.info("kafka offset hint not committed: %s", exc, extra={"topic": self._topic})
 

@@ -4,9 +4,11 @@ every invalid message dead-lettered alone with its reason, through crashes and a
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 from helpers import Stream, Worker, deploy, make_stream, produce, read_topic, reading_stats, wait_for
 
@@ -119,5 +121,52 @@ async def test_database_outage_pauses_and_resumes(pipeline: Settings, tmp_path: 
     finally:
         producing.cancel()
         await deploy("timescaledb", "start")
+        if worker.alive():
+            worker.kill()
+
+
+async def test_unknown_meters_dead_lettered_by_setting(pipeline: Settings, tmp_path: Path) -> None:
+    s = pipeline.model_copy(update={"unknown_meters": "deadletter"})
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute("INSERT INTO sites (site_id) VALUES ('pol-site')")
+        await conn.execute("INSERT INTO meters (site_id, meter) VALUES ('pol-site', 'main')")
+    finally:
+        await conn.close()
+    known = [
+        {"site": "pol-site", "meter": "main", "ts": 1_764_000_000_000 + i * 60_000, "energy_kwh": i}
+        for i in range(5)
+    ]
+    unknown_meter = {"site": "pol-site", "meter": "ghost", "ts": 1_764_000_000_000, "energy_kwh": 1.0}
+    unknown_site = {"site": "pol-nowhere", "meter": "main", "ts": 1_764_000_000_000, "energy_kwh": 1.0}
+    mixed_batch = {"readings": [*known[3:], unknown_meter]}
+    messages = [(b"pol-site", json.dumps(r).encode()) for r in known[:3]]
+    messages += [
+        (b"pol-site", json.dumps(mixed_batch).encode()),
+        (b"pol-site", json.dumps(unknown_meter).encode()),
+        (b"pol-nowhere", json.dumps(unknown_site).encode()),
+    ]
+    worker = Worker(s, tmp_path / "worker.log")
+    worker.start()
+    try:
+        await produce(s, messages)
+
+        async def stored() -> bool | int:
+            rows = (await reading_stats(s, {"pol-site", "pol-nowhere"}))[0]
+            dead = len(await read_topic(s, s.topic_deadletter))
+            return True if rows >= 5 and dead >= 3 else (rows, dead)
+
+        await wait_for(stored, 60, "5 rows and 3 dead letters")
+        await asyncio.sleep(1)
+        assert (await reading_stats(s, {"pol-site", "pol-nowhere"}))[0] == 5
+        records = await read_topic(s, s.topic_deadletter)
+        assert sorted(json.loads(r.value) == mixed_batch for r in records) == [False, False, True]
+        assert {dict(r.headers)["reason"] for r in records} == {b"unknown_meter"}
+        c = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+        try:
+            assert await c.fetchval("SELECT count(*) FROM sites WHERE site_id = 'pol-nowhere'") == 0
+        finally:
+            await c.close()
+    finally:
         if worker.alive():
             worker.kill()
