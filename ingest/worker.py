@@ -99,7 +99,7 @@ class IngestWorker:
         self._decoder = ReadingDecoder(
             unknown_fields=settings.unknown_fields,
             max_future_s=settings.max_future_s,
-            earliest=datetime.fromisoformat(settings.earliest_reading),
+            earliest=settings.earliest_reading,
         )
         self._meters = MeterDirectory(register_unknown=settings.unknown_meters == "register")
         self.writer = ReadingWriter(settings.consumer_group, self._topic, stages)

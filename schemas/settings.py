@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "TopicSpec"]
@@ -65,8 +66,8 @@ class Settings(BaseSettings):
     unknown_meters: Literal["register", "deadletter"] = "register"
     unknown_fields: Literal["reject", "ignore"] = "reject"
     max_future_s: float = Field(86_400.0, gt=0, description="readings further ahead of now are dead-lettered")
-    earliest_reading: str = Field(
-        "2000-01-01T00:00:00Z", description="readings before this are dead-lettered"
+    earliest_reading: AwareDatetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), description="readings before this are dead-lettered"
     )
     shutdown_grace_s: float = Field(10.0, gt=0)
     db_retry_initial_s: float = Field(0.5, gt=0)
