@@ -14,24 +14,18 @@ import argparse
 import asyncio
 import json
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from ingest.migrate import apply_migrations
-from ingest.topics import ensure_topics
 from ingest.worker import IngestWorker
+from loadtest.scratch import scratch
 from schemas.settings import Settings
 
 __all__ = ["main", "report", "run"]
 
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _dsn(dsn: str, database: str) -> str:
-    return f"{dsn.rpartition('/')[0]}/{database}"
 
 
 # (site, meter, epoch ms, energy_kwh, power_kw)
@@ -54,38 +48,6 @@ def _readings(n: int, sites: int, meters_per_site: int) -> list[Row]:
             )
         )
     return rows
-
-
-async def _fresh_database(s: Settings) -> tuple[Settings, str]:
-    name = f"wattstream_bench_{uuid.uuid4().hex[:8]}"
-    owner = s.migrate_database_url.get_secret_value()
-    conn = await asyncpg.connect(owner)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    run = uuid.uuid4().hex[:8]
-    fresh = s.model_copy(
-        update={
-            "database_url": type(s.database_url)(_dsn(s.database_url.get_secret_value(), name)),
-            "migrate_database_url": type(s.migrate_database_url)(_dsn(owner, name)),
-            "topic_readings": f"bench.{run}.readings",
-            "topic_grid": f"bench.{run}.grid",
-            "topic_deadletter": f"bench.{run}.deadletter",
-            "consumer_group": f"bench-{run}",
-            "ingest_metrics_port": 0,
-        }
-    )
-    await apply_migrations(fresh.migrate_database_url.get_secret_value(), fresh.app_role)
-    return fresh, name
-
-
-async def _drop_database(s: Settings, name: str) -> None:
-    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def _raw_copy_rate(s: Settings, readings: list[Row]) -> float:
@@ -168,9 +130,7 @@ async def _wattstream_rate(s: Settings, n: int) -> tuple[float, float]:
 async def run(
     base: Settings, readings_n: int, per_message: int, *, sites: int, meters_per_site: int
 ) -> dict[str, float]:
-    s, db = await _fresh_database(base)
-    try:
-        await ensure_topics(s.kafka_bootstrap, s.topics())
+    async with scratch(base, "bench", ingest_metrics_port=0) as s:
         readings = _readings(readings_n, sites, meters_per_site)
         raw = await _raw_copy_rate(s, readings)
         t0 = time.perf_counter()
@@ -186,8 +146,6 @@ async def run(
             "produce_s": produce_s,
             "startup_s": startup,
         }
-    finally:
-        await _drop_database(base, db)
 
 
 def main() -> None:

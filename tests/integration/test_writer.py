@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncpg
-import numpy as np
 import pytest
 
 from ingest.errors import FencedOffsets
@@ -63,15 +62,17 @@ async def test_in_order_then_late_duplicate_and_correction(
 
 async def test_stale_state_falls_back_to_upsert(settings: Settings, conn: asyncpg.Connection) -> None:
     meter = await _meter(settings, "w-site2", "main")
-    first = ReadingWriter("w-group2", "w-topic")
-    await first.write(conn, _rows(meter, [0, 1, 2], [1, 2, 3]), [OffsetAdvance(0, NO_STORED_OFFSET, 3)])
-    # a second writer whose state is stale believes hour 1 is new: COPY conflicts, upsert saves the day
-    second = ReadingWriter("w-group2b", "w-topic")
-    second._last_ts[meter] = np.iinfo(np.int64).min  # noqa: SLF001 - simulate a cache that missed an update
-    result = await second.write(conn, _rows(meter, [1, 3], [2, 4]), [OffsetAdvance(0, NO_STORED_OFFSET, 2)])
+    stale = ReadingWriter("w-group2", "w-topic")
+    await stale.write(conn, _rows(meter, [0], [1]), [OffsetAdvance(0, NO_STORED_OFFSET, 1)])
+    # another writer moves the meter on behind the first one's back (its cache now says hour 0)
+    other = ReadingWriter("w-group2b", "w-topic")
+    await other.write(conn, _rows(meter, [1, 2], [2, 3]), [OffsetAdvance(0, NO_STORED_OFFSET, 2)])
+    # hour 1 looks new to the stale writer: the straight COPY conflicts and the upsert takes over
+    result = await stale.write(conn, _rows(meter, [1, 3], [2, 4]), [OffsetAdvance(0, 1, 3)])
     assert result.fell_back
-    assert (result.upserted, result.unchanged) == (1, 1)
-    assert await conn.fetchval("SELECT count(*) FROM readings WHERE meter_id = $1", meter) == 4
+    assert (result.copied, result.upserted, result.unchanged) == (0, 1, 1)
+    got = await conn.fetch("SELECT energy_kwh FROM readings WHERE meter_id = $1 ORDER BY ts", meter)
+    assert [r["energy_kwh"] for r in got] == [1, 2, 3, 4]
 
 
 async def test_fenced_offsets_write_nothing(settings: Settings, conn: asyncpg.Connection) -> None:

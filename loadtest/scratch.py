@@ -1,0 +1,64 @@
+"""Scratch databases and topics, so a benchmark or a test run never touches another's data."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from pydantic import SecretStr
+
+from ingest.migrate import apply_migrations
+from ingest.topics import ensure_topics
+from schemas.settings import Settings
+
+__all__ = ["fresh_topics", "scratch"]
+
+
+def _on_database(dsn: SecretStr, database: str) -> SecretStr:
+    return SecretStr(f"{dsn.get_secret_value().rpartition('/')[0]}/{database}")
+
+
+async def _owner_execute(s: Settings, sql: str) -> None:
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def fresh_topics(s: Settings, label: str, **overrides: Any) -> Settings:
+    """These settings with topics and a consumer group of their own, created in Kafka."""
+    run = f"{label}.{uuid.uuid4().hex[:8]}"
+    fresh = s.model_copy(
+        update={
+            "topic_readings": f"{run}.readings",
+            "topic_grid": f"{run}.grid",
+            "topic_deadletter": f"{run}.deadletter",
+            "consumer_group": run,
+            **overrides,
+        }
+    )
+    await ensure_topics(fresh.kafka_bootstrap, fresh.topics())
+    return fresh
+
+
+@asynccontextmanager
+async def scratch(base: Settings, label: str, **overrides: Any) -> AsyncIterator[Settings]:
+    """A freshly migrated database and fresh topics; the database is dropped on exit."""
+    database = f"wattstream_{label}_{uuid.uuid4().hex[:8]}"
+    await _owner_execute(base, f'CREATE DATABASE "{database}"')
+    try:
+        s = base.model_copy(
+            update={
+                "database_url": _on_database(base.database_url, database),
+                "migrate_database_url": _on_database(base.migrate_database_url, database),
+            }
+        )
+        await apply_migrations(s.migrate_database_url.get_secret_value(), s.app_role)
+        yield await fresh_topics(s, label, **overrides)
+    finally:
+        # a new connection each time: tests restart the database in between
+        await _owner_execute(base, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
