@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -229,3 +230,20 @@ async def deploy(service: str, action: str) -> None:
     proc = await asyncio.create_subprocess_exec("bash", str(ROOT / "deploy" / f"{service}.sh"), action)
     if await proc.wait() != 0:
         raise AssertionError(f"deploy/{service}.sh {action} failed")
+
+
+@asynccontextmanager
+async def streaming(
+    s: Settings, messages: list[tuple[bytes, bytes]], log_path: Path, *, seconds: float = 0.0
+) -> AsyncIterator[tuple[Worker, asyncio.Task[None]]]:
+    """A worker subprocess consuming while `messages` are produced over about `seconds`;
+    both are stopped on exit whatever happened."""
+    worker = Worker(s, log_path)
+    worker.start()
+    producing = asyncio.create_task(produce(s, messages, seconds=seconds))
+    try:
+        yield worker, producing
+    finally:
+        producing.cancel()
+        if worker.alive():
+            worker.kill()

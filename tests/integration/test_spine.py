@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from helpers import Stream, Worker, deploy, make_stream, produce, read_topic, reading_stats, wait_for
+from helpers import Stream, deploy, make_stream, read_topic, reading_stats, streaming, wait_for
 
 from schemas.settings import Settings
 
@@ -27,12 +27,16 @@ def _dead_letter_summary(records: list) -> tuple[Counter[str], set[tuple[int, in
     return reasons, origins
 
 
-async def _wait_until_stored(s: Settings, stream: Stream, within: float) -> None:
-    async def done() -> bool | tuple[int, float, int]:
-        stats = await reading_stats(s, stream.sites)
-        return True if stats[0] >= stream.valid else stats
+async def _wait_for_rows(s: Settings, stream: Stream, at_least: int, within: float) -> None:
+    async def enough() -> bool | int:
+        rows = (await reading_stats(s, stream.sites))[0]
+        return True if rows >= at_least else rows
 
-    await wait_for(done, within, f"{stream.valid} rows")
+    await wait_for(enough, within, f"{at_least} rows", interval=0.1)
+
+
+async def _wait_until_stored(s: Settings, stream: Stream, within: float) -> None:
+    await _wait_for_rows(s, stream, stream.valid, within)
 
 
 async def _assert_exact(s: Settings, stream: Stream, *, dead_letters_exact: bool = True) -> None:
@@ -58,71 +62,46 @@ async def _assert_exact(s: Settings, stream: Stream, *, dead_letters_exact: bool
 
 async def test_stream_of_20k_with_200_invalid(pipeline: Settings, tmp_path: Path) -> None:
     stream = make_stream("spine")
-    worker = Worker(pipeline, tmp_path / "worker.log")
-    worker.start()
-    try:
-        await produce(pipeline, stream.messages)
+    async with streaming(pipeline, stream.messages, tmp_path / "worker.log") as (worker, producing):
+        await producing
         await _wait_until_stored(pipeline, stream, 120)
         await _assert_exact(pipeline, stream)
         drain_s = worker.terminate()
         assert drain_s < 10, f"SIGTERM drain took {drain_s:.1f} s"
         assert worker.proc is not None and worker.proc.returncode == 0
-    finally:
-        if worker.alive():
-            worker.kill()
 
 
 async def test_sigkill_twice_mid_stream(pipeline: Settings, tmp_path: Path) -> None:
     stream = make_stream("kill", seed=11)
-    worker = Worker(pipeline, tmp_path / "worker.log")
-    worker.start()
-    producing = asyncio.create_task(produce(pipeline, stream.messages, seconds=12))
-    try:
+    async with streaming(pipeline, stream.messages, tmp_path / "worker.log", seconds=12) as (
+        worker,
+        producing,
+    ):
         for at_least in (2_000, 8_000):
-
-            async def progressed(n: int = at_least) -> bool | int:
-                rows = (await reading_stats(pipeline, stream.sites))[0]
-                return True if rows >= n else rows
-
-            await wait_for(progressed, 90, f"{at_least} rows before the kill", interval=0.1)
+            await _wait_for_rows(pipeline, stream, at_least, 90)
             worker.kill()
             worker.start()
         await producing
         await _wait_until_stored(pipeline, stream, 120)
         await _assert_exact(pipeline, stream, dead_letters_exact=False)
-    finally:
-        producing.cancel()
-        if worker.alive():
-            worker.kill()
 
 
 async def test_database_outage_pauses_and_resumes(pipeline: Settings, tmp_path: Path) -> None:
     stream = make_stream("outage", seed=13)
-    worker = Worker(pipeline, tmp_path / "worker.log")
-    worker.start()
-    producing = asyncio.create_task(produce(pipeline, stream.messages, seconds=15))
-    try:
-
-        async def started() -> bool | int:
-            rows = (await reading_stats(pipeline, stream.sites))[0]
-            return True if rows >= 1_000 else rows
-
-        await wait_for(started, 90, "the first rows", interval=0.1)
-        await deploy("timescaledb", "stop")
-        await asyncio.sleep(20)
-        assert worker.alive(), "the worker must ride out a database outage"
-        await deploy("timescaledb", "start")
+    log = tmp_path / "worker.log"
+    async with streaming(pipeline, stream.messages, log, seconds=15) as (worker, producing):
+        try:
+            await _wait_for_rows(pipeline, stream, 1_000, 90)
+            await deploy("timescaledb", "stop")
+            await asyncio.sleep(20)
+            assert worker.alive(), "the worker must ride out a database outage"
+        finally:
+            await deploy("timescaledb", "start")
         await producing
         await _wait_until_stored(pipeline, stream, 180)
         await _assert_exact(pipeline, stream)
         assert worker.alive()
-        log = (tmp_path / "worker.log").read_text()
-        assert "database unavailable" in log
-    finally:
-        producing.cancel()
-        await deploy("timescaledb", "start")
-        if worker.alive():
-            worker.kill()
+        assert "database unavailable" in log.read_text()
 
 
 async def test_unknown_meters_dead_lettered_by_setting(pipeline: Settings, tmp_path: Path) -> None:
@@ -146,10 +125,8 @@ async def test_unknown_meters_dead_lettered_by_setting(pipeline: Settings, tmp_p
         (b"pol-site", json.dumps(unknown_meter).encode()),
         (b"pol-nowhere", json.dumps(unknown_site).encode()),
     ]
-    worker = Worker(s, tmp_path / "worker.log")
-    worker.start()
-    try:
-        await produce(s, messages)
+    async with streaming(s, messages, tmp_path / "worker.log") as (_, producing):
+        await producing
 
         async def stored() -> bool | int:
             rows = (await reading_stats(s, {"pol-site", "pol-nowhere"}))[0]
@@ -167,6 +144,3 @@ async def test_unknown_meters_dead_lettered_by_setting(pipeline: Settings, tmp_p
             assert await c.fetchval("SELECT count(*) FROM sites WHERE site_id = 'pol-nowhere'") == 0
         finally:
             await c.close()
-    finally:
-        if worker.alive():
-            worker.kill()
