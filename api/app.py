@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import health, metrics, sites
+from api.routers import energy, health, metrics, sites
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -49,6 +49,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(sites.router)
+    app.include_router(energy.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
     return app

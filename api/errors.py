@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    status = 400
-    code = "bad_request"
+    """A request the API refuses: by default a bad parameter (422), naming the field at fault."""
+
+    status = 422
+    code = "invalid_parameter"
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)

@@ -10,6 +10,7 @@ __all__ = [
     "DB_RETRIES",
     "DEADLETTERED",
     "MESSAGES_CONSUMED",
+    "QUARANTINED",
     "READINGS_VALID",
     "ROWS_WRITTEN",
 ]
@@ -35,5 +36,8 @@ CONSUMER_LAG = Gauge(
     "wattstream_ingest_consumer_lag_messages",
     "High watermark minus committed position",
     ["topic", "partition"],
+)
+QUARANTINED = Counter(
+    "wattstream_ingest_quarantined_total", "Valid readings kept in quarantine instead of applied", ["reason"]
 )
 DB_RETRIES = Counter("wattstream_ingest_db_retries_total", "Batch writes retried after a database error")

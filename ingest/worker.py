@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,21 +28,28 @@ from ingest import metrics
 from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError
 from ingest.meters import MeterDirectory
 from ingest.writer import (
-    CREATE_STAGE,
     NO_STORED_OFFSET,
     BatchStage,
     OffsetAdvance,
+    QuarantineRow,
     ReadingRows,
     ReadingWriter,
 )
 from schemas.messages import QUALITY_CODES, InvalidMessage, ReadingDecoder
 from schemas.settings import Settings
+from schemas.timeutil import from_epoch_us
 
 __all__ = ["IngestWorker"]
 
 log = logging.getLogger(__name__)
 
 _NAN = float("nan")
+
+
+def _or_none(v: float) -> float | None:
+    return None if math.isnan(v) else v
+
+
 _T = TypeVar("_T")
 _HINT_COMMIT_EVERY_S = 5.0
 
@@ -109,10 +117,11 @@ class IngestWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._last_hint = 0.0
+        self._max_lateness_us = int(settings.max_lateness_s * 1_000_000)
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self._s
-        self._pool = await _create_pool(s, stop)
+        self._pool = await _create_pool(s, stop, self.writer)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             acks="all",
@@ -213,11 +222,13 @@ class IngestWorker:
             try:
                 async with self._db.acquire() as conn:
                     unknown = await self._meters.resolve(conn, set(decoded.keys))
-                    rows = self._rows(decoded, unknown)
+                    known = {self._meters.get(k) for k in set(decoded.keys) - unknown}
+                    await self.writer.load_state(conn, [m for m in known if m is not None])
+                    rows, quarantine = self._split(decoded, unknown)
                     if not dead_letters_sent:
                         await self._send_dead_letters(decoded)
                         dead_letters_sent = True
-                    result = await self.writer.write(conn, rows, advances)
+                    result = await self.writer.write(conn, rows, advances, quarantine)
                 break
             except FencedOffsets as exc:
                 log.warning("offsets fenced, re-seeking: %s", exc, extra={"topic": self._topic})
@@ -259,6 +270,8 @@ class IngestWorker:
         metrics.ROWS_WRITTEN.labels("upsert").inc(result.upserted)
         metrics.ROWS_WRITTEN.labels("unchanged").inc(result.unchanged)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        for q in quarantine:
+            metrics.QUARANTINED.labels(q.reason).inc()
         if result.fell_back:
             log.info("straight COPY met a conflict; batch written by upsert", extra={"topic": self._topic})
 
@@ -282,28 +295,59 @@ class IngestWorker:
                     d.quality.append(codes[r.quality])
         return d
 
-    def _rows(self, d: _Decoded, unknown: set[tuple[str, str]]) -> ReadingRows:
+    def _split(self, d: _Decoded, unknown: set[tuple[str, str]]) -> tuple[ReadingRows, list[QuarantineRow]]:
+        """Rows to write, and readings to quarantine: those later than the lateness limit behind
+        their meter's newest reading (stored or in this batch). Unknown meters are dead-lettered."""
         ids = [self._meters.get(k) for k in d.keys]
-        if unknown:
-            keep = []
-            for j, (key, meter_id) in enumerate(zip(d.keys, ids, strict=True)):
-                if meter_id is None:
-                    problem = InvalidMessage(
-                        "unknown_meter", f"site {key[0]!r} meter {key[1]!r} is not registered"
+        newest: dict[int, int] = {}
+        for meter_id, ts in zip(ids, d.ts_us, strict=True):
+            if meter_id is not None:
+                newest[meter_id] = max(ts, newest.get(meter_id, ts), self.writer.latest(meter_id) or ts)
+        keep: list[int] = []
+        quarantine: list[QuarantineRow] = []
+        for j, (key, meter_id) in enumerate(zip(d.keys, ids, strict=True)):
+            if meter_id is None:
+                problem = InvalidMessage(
+                    "unknown_meter", f"site {key[0]!r} meter {key[1]!r} is not registered"
+                )
+                bucket = d.problems.setdefault(d.origin[j], [])
+                if problem not in bucket:
+                    bucket.append(problem)
+            elif newest[meter_id] - d.ts_us[j] > self._max_lateness_us:
+                msg = d.records[d.origin[j]]
+                quarantine.append(
+                    QuarantineRow(
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        key[0],
+                        key[1],
+                        from_epoch_us(d.ts_us[j]),
+                        _or_none(d.energy[j]),
+                        _or_none(d.power[j]),
+                        "too_late",
+                        f"{(newest[meter_id] - d.ts_us[j]) / 86_400e6:.1f} days behind the meter's newest",
                     )
-                    bucket = d.problems.setdefault(d.origin[j], [])
-                    if problem not in bucket:
-                        bucket.append(problem)
-                else:
-                    keep.append(j)
-            return ReadingRows.from_columns(
-                [ids[j] for j in keep],  # type: ignore[misc]
-                [d.ts_us[j] for j in keep],
-                [d.energy[j] for j in keep],
-                [d.power[j] for j in keep],
-                [d.quality[j] for j in keep],
-            )
-        return ReadingRows.from_columns(ids, d.ts_us, d.energy, d.power, d.quality)  # type: ignore[arg-type]
+                )
+                log.info(
+                    "quarantined a reading beyond the lateness limit",
+                    extra={
+                        "topic": msg.topic,
+                        "partition": msg.partition,
+                        "offset": msg.offset,
+                        "reason": "too_late",
+                    },
+                )
+            else:
+                keep.append(j)
+        rows = ReadingRows.from_columns(
+            [ids[j] for j in keep],  # type: ignore[misc]
+            [d.ts_us[j] for j in keep],
+            [d.energy[j] for j in keep],
+            [d.power[j] for j in keep],
+            [d.quality[j] for j in keep],
+        )
+        return rows, quarantine
 
     async def _send_dead_letters(self, d: _Decoded) -> None:
         if not d.problems:
@@ -380,16 +424,12 @@ async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:
         await asyncio.wait_for(stop.wait(), delay)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute(CREATE_STAGE)
-
-
-async def _create_pool(s: Settings, stop: asyncio.Event) -> asyncpg.Pool:
+async def _create_pool(s: Settings, stop: asyncio.Event, writer: ReadingWriter) -> asyncpg.Pool:
     delay = s.db_retry_initial_s
     while True:
         try:
             return await asyncpg.create_pool(
-                s.database_url.get_secret_value(), min_size=1, max_size=2, init=_init_connection
+                s.database_url.get_secret_value(), min_size=1, max_size=2, init=writer.prepare
             )
         except Exception as exc:
             if not is_transient_db_error(exc) or stop.is_set():

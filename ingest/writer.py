@@ -13,8 +13,9 @@ last saw, or another consumer has taken the partition over and the transaction r
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
+from datetime import datetime
 from typing import Protocol
 
 import asyncpg
@@ -25,7 +26,15 @@ from ingest.errors import FencedOffsets
 from ingest.pgcopy import COPY_COLUMNS, encode_readings_copy
 from schemas.timeutil import from_epoch_us, to_epoch_us
 
-__all__ = ["NO_STORED_OFFSET", "BatchStage", "OffsetAdvance", "ReadingRows", "ReadingWriter", "WriteResult"]
+__all__ = [
+    "NO_STORED_OFFSET",
+    "BatchStage",
+    "OffsetAdvance",
+    "QuarantineRow",
+    "ReadingRows",
+    "ReadingWriter",
+    "WriteResult",
+]
 
 NO_STORED_OFFSET = -1
 _NO_STATE = np.iinfo(np.int64).min
@@ -56,6 +65,11 @@ RETURNING partition
 _STORED_OFFSETS = """
 SELECT partition, next_offset FROM ingest_offsets
  WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])
+"""
+_QUARANTINE = """
+INSERT INTO quarantine
+       (topic, partition, kafka_offset, site_id, meter, ts, energy_kwh, power_kw, reason, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 _LOAD_STATE = "SELECT meter_id, last_ts FROM meter_state WHERE meter_id = ANY($1::bigint[])"
 _SAVE_STATE = """
@@ -135,6 +149,22 @@ class OffsetAdvance:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A valid reading the domain refused to apply, kept with where it came from and why."""
+
+    topic: str
+    partition: int
+    kafka_offset: int
+    site_id: str
+    meter: str
+    ts: datetime
+    energy_kwh: float | None
+    power_kw: float | None
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     copied: int  # in-order rows copied straight into the hypertable
     upserted: int  # duplicates, late or corrected rows that changed something
@@ -145,6 +175,9 @@ class WriteResult:
 class BatchStage(Protocol):
     """Work done inside the batch transaction after the raw rows are written: derived rows
     (interval energy, alert state) commit or roll back with the rows and offsets they came from."""
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        """Per-connection setup (temporary staging tables), run when the pool opens a connection."""
 
     async def apply(self, conn: asyncpg.Connection, rows: ReadingRows) -> None: ...
 
@@ -158,6 +191,11 @@ class ReadingWriter:
         self._stages = tuple(stages)
         self._last_ts: dict[int, int] = {}
 
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(CREATE_STAGE)
+        for stage in self._stages:
+            await stage.prepare(conn)
+
     def forget_state(self) -> None:
         """Drop cached meter state, e.g. after a rebalance: another worker may have moved it on."""
         self._last_ts.clear()
@@ -167,11 +205,15 @@ class ReadingWriter:
         return {r["partition"]: r["next_offset"] for r in rows}
 
     async def write(
-        self, conn: asyncpg.Connection, rows: ReadingRows, offsets: Sequence[OffsetAdvance]
+        self,
+        conn: asyncpg.Connection,
+        rows: ReadingRows,
+        offsets: Sequence[OffsetAdvance],
+        quarantine: Sequence[QuarantineRow] = (),
     ) -> WriteResult:
         """Write rows, derived stages and offsets atomically. Raises FencedOffsets if another
         consumer moved any of these partitions on; nothing is written then."""
-        await self._load_state(conn, rows)
+        await self.load_state(conn, rows.meter_id.tolist())
         last = np.fromiter((self._last_ts.get(int(m), _NO_STATE) for m in rows.meter_id), np.int64, len(rows))
         in_order = rows.ts_us > last
         fast, slow = rows.take(in_order), rows.take(~in_order)
@@ -193,6 +235,8 @@ class ReadingWriter:
                 status = await conn.execute(_UPSERT_FROM_STAGE)
                 upserted = int(status.rsplit(" ", 1)[1])
                 unchanged = len(slow) - upserted
+            if quarantine:
+                await conn.executemany(_QUARANTINE, [astuple(q) for q in quarantine])
             new_last = await self._save_state(conn, rows)
             for stage in self._stages:
                 await stage.apply(conn, rows)
@@ -212,8 +256,14 @@ class ReadingWriter:
             lost = sorted({o.partition for o in offsets} - {r["partition"] for r in moved})
             raise FencedOffsets(f"{self._topic} partitions {lost} were advanced by another consumer")
 
-    async def _load_state(self, conn: asyncpg.Connection, rows: ReadingRows) -> None:
-        missing = [int(m) for m in np.unique(rows.meter_id) if int(m) not in self._last_ts]
+    def latest(self, meter_id: int) -> int | None:
+        """The newest stored reading time (epoch µs) of a meter whose state is loaded; None if it has none."""
+        ts = self._last_ts.get(meter_id, _NO_STATE)
+        return None if ts == _NO_STATE else ts
+
+    async def load_state(self, conn: asyncpg.Connection, meter_ids: Iterable[int]) -> None:
+        """Make `latest` answer for these meters (one query for those not cached)."""
+        missing = [m for m in set(meter_ids) if m not in self._last_ts]
         if not missing:
             return
         for r in await conn.fetch(_LOAD_STATE, missing):

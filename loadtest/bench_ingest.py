@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from ingest.worker import IngestWorker
 from loadtest.scratch import scratch
 from schemas.settings import Settings
+from wattstream.wiring import batch_stages
 
 __all__ = ["main", "report", "run"]
 
@@ -102,7 +103,7 @@ async def _produce(s: Settings, readings: list[Row], per_message: int) -> None:
 async def _wattstream_rate(s: Settings, n: int) -> tuple[float, float]:
     """(rows/s, seconds to the first committed row) of the worker draining the topic."""
     stop = asyncio.Event()
-    worker = IngestWorker(s)
+    worker = IngestWorker(s, batch_stages(s))
     conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
     task = asyncio.create_task(worker.run(stop))
     try:

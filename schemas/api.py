@@ -7,7 +7,16 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ErrorBody", "ErrorDetail", "MeterPublic", "Page", "ReadingPublic", "SitePublic"]
+__all__ = [
+    "EnergyBucket",
+    "EnergySeries",
+    "ErrorBody",
+    "ErrorDetail",
+    "MeterPublic",
+    "Page",
+    "ReadingPublic",
+    "SitePublic",
+]
 
 T = TypeVar("T")
 
@@ -62,3 +71,24 @@ class ErrorDetail(_Public):
 
 class ErrorBody(_Public):
     error: ErrorDetail
+
+
+class EnergyBucket(_Public):
+    start: datetime = Field(description="bucket start, UTC")
+    end: datetime = Field(description="bucket end, UTC (a local day can be 23, 24 or 25 hours)")
+    kwh: float = Field(examples=[12.5])
+    coverage: float = Field(
+        ge=0, le=1, description="share of the bucket's time covered by measured intervals"
+    )
+    quality: Literal["measured", "partial", "estimated"]
+
+
+class EnergySeries(_Public):
+    site: str
+    meter: str | None = None
+    sub_item: str | None = None
+    resolution: Literal["15min", "hour", "day", "month"]
+    timezone: str = Field(examples=["Asia/Shanghai"])
+    total_kwh: float
+    coverage: float = Field(ge=0, le=1, description="share of the covered buckets' time that was measured")
+    buckets: list[EnergyBucket]

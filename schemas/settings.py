@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "TopicSpec"]
@@ -69,11 +69,24 @@ class Settings(BaseSettings):
     earliest_reading: AwareDatetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC), description="readings before this are dead-lettered"
     )
+    max_lateness_s: float = Field(
+        7 * 86_400.0, gt=0, description="readings further behind their meter's newest go to quarantine"
+    )
     shutdown_grace_s: float = Field(10.0, gt=0)
     db_retry_initial_s: float = Field(0.5, gt=0)
     db_retry_max_s: float = Field(10.0, gt=0)
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the worker's /metrics")
+
+    # --- energy ---
+    energy_bucket_s: int = Field(
+        900, ge=60, le=3600, description="interval energy bucket length in seconds (must divide an hour)"
+    )
+    energy_gap_s: float = Field(
+        3600.0,
+        gt=0,
+        description="readings further apart leave uncovered time (power) or an estimate (registers)",
+    )
 
     # --- metrics ---
     metrics_dir: Path | None = Field(
@@ -88,6 +101,13 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_page_max: int = Field(10_000, ge=1)
     api_page_default: int = Field(1000, ge=1)
+
+    @field_validator("energy_bucket_s")
+    @classmethod
+    def _bucket_divides_an_hour(cls, v: int) -> int:
+        if 3600 % v:
+            raise ValueError("must divide 3600 so that buckets align with hours and local days")
+        return v
 
     def topics(self) -> tuple[TopicSpec, ...]:
         """The topics wattstream creates, with their partitions and retention."""

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -247,3 +249,41 @@ async def streaming(
         producing.cancel()
         if worker.alive():
             worker.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def api_server(s: Settings) -> AsyncIterator[str]:
+    """A real `wattstream api` subprocess on a free loopback port; yields its base URL."""
+    port = free_port()
+    env = settings_env(s, WATTSTREAM_API_PORT=str(port))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wattstream",
+        "api",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+
+            async def up() -> bool | str:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError as exc:
+                    return repr(exc)
+
+            await wait_for(up, 30, "the API to answer /healthz", interval=0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)

@@ -93,6 +93,7 @@ def ingest(log_level: LogLevel = "INFO") -> None:
     from prometheus_client import start_http_server
 
     from ingest.worker import IngestWorker
+    from wattstream.wiring import batch_stages
 
     configure_logging(log_level)
     s = _settings()
@@ -102,7 +103,7 @@ def ingest(log_level: LogLevel = "INFO") -> None:
             s.ingest_metrics_port, addr=s.ingest_metrics_host, registry=metrics_registry(s.metrics_dir)
         )
     try:
-        asyncio.run(_with_stop_signals(IngestWorker(s).run))
+        asyncio.run(_with_stop_signals(IngestWorker(s, batch_stages(s)).run))
     finally:
         if server is not None:
             server.shutdown()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry
+if TYPE_CHECKING:  # imported lazily below: see the module docstring
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["enable_shared_metrics", "mark_process_dead", "metrics_registry", "reset_shared_metrics"]
 
@@ -32,9 +34,10 @@ def reset_shared_metrics(metrics_dir: Path) -> None:
 
 
 def metrics_registry(metrics_dir: Path | None) -> CollectorRegistry:
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
     if metrics_dir is None:
         return REGISTRY
-    from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]

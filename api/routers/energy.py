@@ -1,0 +1,155 @@
+"""Interval energy of a meter or a site, at 15 min / hour / day / month in the site's time zone.
+
+Every bucket carries its coverage (the share of its time measured) and a quality, so a user can
+tell a measured number from an estimate. Local days and months follow the site's time zone and
+its DST rules: a local day can be 23, 24 or 25 hours long.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime
+
+from api.deps import Db
+from api.errors import ApiError, NotFound, error_responses
+from schemas.api import EnergyBucket, EnergySeries
+from schemas.messages import IDENTIFIER
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/sites", tags=["energy"])
+
+Resolution = Literal["15min", "hour", "day", "month"]
+_INTERVAL = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
+_APPROX_S = {"15min": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
+MAX_BUCKETS = 10_000
+_QUALITY = {0: "measured", 1: "partial", 2: "estimated"}
+
+_SITE = "SELECT site_id, timezone FROM sites WHERE site_id = $1"
+_METER = "SELECT meter_id FROM meters WHERE site_id = $1 AND meter = $2"
+_SITE_METERS = """
+SELECT meter_id FROM meters
+ WHERE site_id = $1
+   AND (($2::text IS NULL AND role = 'main')
+        OR ($2::text IS NOT NULL AND role = 'sub_item' AND sub_item = $2))
+"""
+# $1 meters, $2 start, $3 end, $4 bucket interval, $5 time zone. energy_interval buckets divide an
+# hour, so any local hour, day or month is an exact union of them.
+_SERIES = """
+WITH b AS (
+    SELECT time_bucket($4::text::interval, e.bucket_start, $5::text) AS start,
+           sum(e.kwh) AS kwh, sum(e.coverage_s) AS coverage_s, max(e.quality) AS worst
+      FROM energy_interval e
+     WHERE e.meter_id = ANY($1::bigint[]) AND e.bucket_start >= $2 AND e.bucket_start < $3
+     GROUP BY 1
+)
+SELECT start, ((start AT TIME ZONE $5) + $4::text::interval) AT TIME ZONE $5 AS "end", kwh, coverage_s, worst
+  FROM b ORDER BY start
+"""
+
+Start = Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")]
+End = Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")]
+Res = Annotated[Resolution, Query(description="bucket size; day and month are local to the site")]
+
+
+def _check_range(start: datetime, end: datetime, resolution: Resolution) -> None:
+    if end <= start:
+        raise ApiError("end must be after start", field="end")
+    if (end - start).total_seconds() / _APPROX_S[resolution] > MAX_BUCKETS:
+        raise ApiError(
+            f"at most {MAX_BUCKETS} buckets per request: shorten the range or coarsen resolution", "end"
+        )
+
+
+async def _series(
+    pool: Db, meter_ids: list[int], start: datetime, end: datetime, resolution: Resolution, tz: str
+) -> tuple[list[EnergyBucket], float, float]:
+    rows = await pool.fetch(_SERIES, meter_ids, start, end, _INTERVAL[resolution], tz)
+    buckets = []
+    total = covered = 0.0
+    span = 0.0
+    for r in rows:
+        length = (r["end"] - r["start"]).total_seconds() * max(len(meter_ids), 1)
+        coverage = min(r["coverage_s"] / length, 1.0) if length else 0.0
+        quality = "estimated" if r["worst"] == 2 else ("measured" if coverage >= 1.0 - 1e-9 else "partial")
+        buckets.append(
+            EnergyBucket(start=r["start"], end=r["end"], kwh=r["kwh"], coverage=coverage, quality=quality)
+        )
+        total += r["kwh"]
+        covered += r["coverage_s"]
+        span += length
+    return buckets, total, (covered / span if span else 0.0)
+
+
+@router.get(
+    "/{site}/meters/{meter}/energy",
+    response_model=EnergySeries,
+    summary="A meter's interval energy",
+    responses=error_responses(404, 422),
+)
+async def meter_energy(
+    pool: Db,
+    site: Annotated[str, Path(pattern=IDENTIFIER)],
+    meter: Annotated[str, Path(pattern=IDENTIFIER)],
+    start: Start,
+    end: End,
+    resolution: Res = "hour",
+) -> EnergySeries:
+    _check_range(start, end, resolution)
+    site_row = await pool.fetchrow(_SITE, site)
+    if site_row is None:
+        raise NotFound(f"site {site!r} not found")
+    meter_id = await pool.fetchval(_METER, site, meter)
+    if meter_id is None:
+        raise NotFound(f"meter {meter!r} not found at site {site!r}")
+    buckets, total, coverage = await _series(pool, [meter_id], start, end, resolution, site_row["timezone"])
+    return EnergySeries(
+        site=site,
+        meter=meter,
+        sub_item=None,
+        resolution=resolution,
+        timezone=site_row["timezone"],
+        total_kwh=total,
+        coverage=coverage,
+        buckets=buckets,
+    )
+
+
+@router.get(
+    "/{site}/energy",
+    response_model=EnergySeries,
+    summary="A site's interval energy: the sum of its main meters, or of one sub-item",
+    responses=error_responses(404, 422),
+)
+async def site_energy(
+    pool: Db,
+    site: Annotated[str, Path(pattern=IDENTIFIER)],
+    start: Start,
+    end: End,
+    resolution: Res = "hour",
+    sub_item: Annotated[
+        Literal["照明插座", "空调", "动力", "特殊"] | None,
+        Query(
+            description="only this sub-item's meters; default: the main meters (no double counting)"
+        ),
+    ] = None,
+) -> EnergySeries:
+    _check_range(start, end, resolution)
+    site_row = await pool.fetchrow(_SITE, site)
+    if site_row is None:
+        raise NotFound(f"site {site!r} not found")
+    meter_ids = [r["meter_id"] for r in await pool.fetch(_SITE_METERS, site, sub_item)]
+    buckets, total, coverage = await _series(pool, meter_ids, start, end, resolution, site_row["timezone"])
+    return EnergySeries(
+        site=site,
+        meter=None,
+        sub_item=sub_item,
+        resolution=resolution,
+        timezone=site_row["timezone"],
+        total_kwh=total,
+        coverage=coverage,
+        buckets=buckets,
+    )

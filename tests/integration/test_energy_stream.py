@@ -1,0 +1,176 @@
+"""Interval energy in-stream against real Kafka and TimescaleDB: whatever order readings arrive
+in (late, duplicated, corrected, across worker restarts), the stored buckets equal a batch
+computation over the raw readings, and the API's local-day rollups follow the site's zone."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import numpy as np
+import pytest
+from core.energy import interval_energy
+from helpers import api_server, reading_stats, streaming, wait_for
+
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 27, 16, 0, tzinfo=UTC)  # spans the UK's DST change on 2026-03-29
+
+
+def _register_stream(site: str, meters: int, n: int, seed: int) -> tuple[list[tuple[bytes, bytes]], float]:
+    """Irregular cumulative registers, then shuffled within a window (late data), with duplicates."""
+    rng = random.Random(seed)
+    per_meter: list[list[tuple[bytes, bytes]]] = []
+    total = 0.0
+    for m in range(meters):
+        t, e = T0, 5000.0 * (m + 1)
+        readings = []
+        for _ in range(n):
+            t += timedelta(seconds=rng.choice([60, 300, 420, 900, 1300]))
+            e = round(e + rng.uniform(0, 40), 4)
+            r = {"site": site, "meter": f"m{m}", "ts": t.isoformat(), "energy_kwh": e}
+            readings.append((site.encode(), json.dumps(r).encode()))
+        total += e - json.loads(readings[0][1])["energy_kwh"]
+        per_meter.append(readings)
+    # each meter's first reading arrives first; the rest interleave and arrive out of order
+    head = [readings[0] for readings in per_meter]
+    tail = [msg for group in zip(*(readings[1:] for readings in per_meter), strict=True) for msg in group]
+    for i in range(0, len(tail) - 24, 24):
+        window = tail[i : i + 24]
+        rng.shuffle(window)
+        tail[i : i + 24] = window
+    dupes = [tail[rng.randrange(len(tail))] for _ in range(20)]
+    return head + tail + dupes, total
+
+
+async def _oracle_matches(s: Settings, site: str) -> None:
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    try:
+        raw = await conn.fetch(
+            """SELECT r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint AS ts, r.energy_kwh
+                 FROM readings r JOIN meters m USING (meter_id)
+                WHERE m.site_id = $1 ORDER BY r.meter_id, r.ts""",
+            site,
+        )
+        stored = await conn.fetch(
+            """SELECT e.meter_id, (extract(epoch FROM e.bucket_start) * 1000000)::bigint AS b,
+                      e.kwh, e.coverage_s, e.n, e.quality
+                 FROM energy_interval e JOIN meters m USING (meter_id) WHERE m.site_id = $1
+                ORDER BY e.meter_id, e.bucket_start""",
+            site,
+        )
+    finally:
+        await conn.close()
+    n = len(raw)
+    nan = np.full(n, np.nan)
+    oracle = interval_energy(
+        np.array([r["meter_id"] for r in raw], dtype=np.int64),
+        np.array([r["ts"] for r in raw], dtype=np.int64),
+        np.array([r["energy_kwh"] for r in raw], dtype=np.float64),
+        nan,
+        multiplier=np.ones(n),
+        rollover_kwh=nan,
+        max_power_kw=nan,
+        bucket_s=s.energy_bucket_s,
+        gap_s=s.energy_gap_s,
+    ).buckets
+    assert [(r["meter_id"], r["b"]) for r in stored] == list(
+        zip(oracle.meter.tolist(), oracle.bucket_start_us.tolist(), strict=True)
+    )
+    assert [r["kwh"] for r in stored] == pytest.approx(oracle.kwh.tolist(), rel=1e-9, abs=1e-9)
+    assert [r["coverage_s"] for r in stored] == pytest.approx(oracle.coverage_s.tolist())
+    assert [r["n"] for r in stored] == oracle.n.tolist()
+    assert [r["quality"] for r in stored] == oracle.quality.tolist()
+
+
+async def test_late_and_duplicate_readings_equal_the_batch_oracle(pipeline: Settings, tmp_path: Path) -> None:
+    site = "en-late"
+    messages, total = _register_stream(site, meters=3, n=400, seed=5)
+    log = tmp_path / "worker.log"
+    async with streaming(pipeline, messages, log, seconds=4) as (worker, producing):
+        await producing
+        await wait_for(lambda: _at_least(pipeline, {site}, 1200), 60, "1200 rows")
+        await _oracle_matches(pipeline, site)
+        conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+        try:
+            stored_total = await conn.fetchval(
+                "SELECT sum(kwh) FROM energy_interval e JOIN meters m USING (meter_id) WHERE m.site_id = $1",
+                site,
+            )
+        finally:
+            await conn.close()
+        # totals over any range equal the sum of the register deltas
+        assert stored_total == pytest.approx(total, rel=1e-9)
+        assert worker.alive()
+
+
+async def _at_least(s: Settings, sites: set[str], n: int) -> bool | int:
+    rows = (await reading_stats(s, sites))[0]
+    return True if rows >= n else rows
+
+
+async def test_local_days_follow_the_site_zone(pipeline: Settings, tmp_path: Path) -> None:
+    """A London site: the local day of 2026-03-29 has 23 hours and its energy is exactly that day's."""
+    site = "en-london"
+    conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute("INSERT INTO sites (site_id, timezone) VALUES ($1, 'Europe/London')", site)
+    finally:
+        await conn.close()
+    # a steady 1 kWh every 15 minutes, 2026-03-28 00:00Z to 2026-03-31 00:00Z
+    start = datetime(2026, 3, 28, tzinfo=UTC)
+    messages = []
+    for k in range(3 * 96 + 1):
+        t = start + timedelta(minutes=15 * k)
+        r = {"site": site, "meter": "main", "ts": int(t.timestamp() * 1000), "energy_kwh": 100.0 + k}
+        messages.append((site.encode(), json.dumps(r).encode()))
+    async with (
+        streaming(pipeline, messages, tmp_path / "worker.log") as (_, producing),
+        api_server(pipeline) as base,
+    ):
+        await producing
+        await wait_for(lambda: _at_least(pipeline, {site}, len(messages)), 60, "all rows")
+        async with httpx.AsyncClient(base_url=base) as client:
+            r = await client.get(
+                f"/v1/sites/{site}/meters/main/energy",
+                params={
+                    "start": "2026-03-28T00:00:00Z",
+                    "end": "2026-03-31T00:00:00+01:00",
+                    "resolution": "day",
+                },
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            days = [(b["start"], b["end"], b["kwh"], b["quality"]) for b in body["buckets"]]
+            assert days == [
+                ("2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", 96.0, "measured"),
+                ("2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z", 92.0, "measured"),  # 23 local hours
+                ("2026-03-29T23:00:00Z", "2026-03-30T23:00:00Z", 96.0, "measured"),
+            ]
+            assert body["timezone"] == "Europe/London"
+            site_r = await client.get(
+                f"/v1/sites/{site}/energy",
+                params={
+                    "start": "2026-03-28T00:00:00Z",
+                    "end": "2026-03-31T00:00:00Z",
+                    "resolution": "month",
+                },
+            )
+            assert site_r.status_code == 200
+            assert site_r.json()["total_kwh"] == pytest.approx(3 * 96)
+            bad = await client.get(
+                f"/v1/sites/{site}/energy",
+                params={
+                    "start": "2020-01-01T00:00:00Z",
+                    "end": "2026-01-01T00:00:00Z",
+                    "resolution": "15min",
+                },
+            )
+            assert bad.status_code == 422
+            assert bad.json()["error"]["field"] == "end"
