@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 _NAN = float("nan")
 
 
-def _or_none(v: float) -> float | None:
-    return None if math.isnan(v) else v
-
-
 _T = TypeVar("_T")
 _HINT_COMMIT_EVERY_S = 5.0
 
@@ -296,13 +292,11 @@ class IngestWorker:
         return d
 
     def _split(self, d: _Decoded, unknown: set[tuple[str, str]]) -> tuple[ReadingRows, list[QuarantineRow]]:
-        """Rows to write, and readings to quarantine: those later than the lateness limit behind
-        their meter's newest reading (stored or in this batch). Unknown meters are dead-lettered."""
+        """Rows to write, and readings to quarantine: those further behind the newest reading their
+        meter had before them (stored, or earlier in this batch) than the lateness limit. Readings
+        of unknown meters are dead-lettered."""
         ids = [self._meters.get(k) for k in d.keys]
         newest: dict[int, int] = {}
-        for meter_id, ts in zip(ids, d.ts_us, strict=True):
-            if meter_id is not None:
-                newest[meter_id] = max(ts, newest.get(meter_id, ts), self.writer.latest(meter_id) or ts)
         keep: list[int] = []
         quarantine: list[QuarantineRow] = []
         for j, (key, meter_id) in enumerate(zip(d.keys, ids, strict=True)):
@@ -313,33 +307,16 @@ class IngestWorker:
                 bucket = d.problems.setdefault(d.origin[j], [])
                 if problem not in bucket:
                     bucket.append(problem)
-            elif newest[meter_id] - d.ts_us[j] > self._max_lateness_us:
-                msg = d.records[d.origin[j]]
-                quarantine.append(
-                    QuarantineRow(
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        key[0],
-                        key[1],
-                        from_epoch_us(d.ts_us[j]),
-                        _or_none(d.energy[j]),
-                        _or_none(d.power[j]),
-                        "too_late",
-                        f"{(newest[meter_id] - d.ts_us[j]) / 86_400e6:.1f} days behind the meter's newest",
-                    )
-                )
-                log.info(
-                    "quarantined a reading beyond the lateness limit",
-                    extra={
-                        "topic": msg.topic,
-                        "partition": msg.partition,
-                        "offset": msg.offset,
-                        "reason": "too_late",
-                    },
-                )
-            else:
-                keep.append(j)
+                continue
+            ts = d.ts_us[j]
+            before = newest.get(meter_id)
+            if before is None:
+                before = self.writer.latest(meter_id)
+            if before is not None and before - ts > self._max_lateness_us:
+                quarantine.append(self._quarantine_row(d, j, f"{(before - ts) / 86_400e6:.1f} days behind"))
+                continue
+            newest[meter_id] = ts if before is None else max(before, ts)
+            keep.append(j)
         rows = ReadingRows.from_columns(
             [ids[j] for j in keep],  # type: ignore[misc]
             [d.ts_us[j] for j in keep],
@@ -348,6 +325,32 @@ class IngestWorker:
             [d.quality[j] for j in keep],
         )
         return rows, quarantine
+
+    def _quarantine_row(self, d: _Decoded, j: int, detail: str) -> QuarantineRow:
+        msg = d.records[d.origin[j]]
+        log.info(
+            "quarantined a reading beyond the lateness limit",
+            extra={
+                "topic": msg.topic,
+                "partition": msg.partition,
+                "offset": msg.offset,
+                "reason": "too_late",
+            },
+        )
+        site, meter = d.keys[j]
+        energy, power = d.energy[j], d.power[j]
+        return QuarantineRow(
+            topic=msg.topic,
+            partition=msg.partition,
+            kafka_offset=msg.offset,
+            site_id=site,
+            meter=meter,
+            ts=from_epoch_us(d.ts_us[j]),
+            energy_kwh=None if math.isnan(energy) else energy,
+            power_kw=None if math.isnan(power) else power,
+            reason="too_late",
+            detail=f"{detail} the meter's newest reading",
+        )
 
     async def _send_dead_letters(self, d: _Decoded) -> None:
         if not d.problems:

@@ -174,3 +174,38 @@ async def test_local_days_follow_the_site_zone(pipeline: Settings, tmp_path: Pat
             )
             assert bad.status_code == 422
             assert bad.json()["error"]["field"] == "end"
+
+
+async def test_reading_beyond_the_lateness_limit_is_quarantined(pipeline: Settings, tmp_path: Path) -> None:
+    site = "en-tardy"
+    day = 86_400_000
+    t0 = 1_764_000_000_000
+    on_time = [
+        {"site": site, "meter": "main", "ts": t0 + k * day, "energy_kwh": 100.0 * k} for k in range(11)
+    ]
+    late_ok = {"site": site, "meter": "main", "ts": t0 + 9 * day + day // 2, "energy_kwh": 950.0}
+    too_late = {"site": site, "meter": "main", "ts": t0 + day + day // 2, "energy_kwh": 150.0}
+    messages = [(site.encode(), json.dumps(r).encode()) for r in [*on_time, late_ok, too_late]]
+    async with streaming(pipeline, messages, tmp_path / "worker.log") as (_, producing):
+        await producing
+        await wait_for(lambda: _at_least(pipeline, {site}, 12), 60, "12 rows")
+        conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+        try:
+
+            async def quarantined() -> bool | int:
+                n = await conn.fetchval("SELECT count(*) FROM quarantine WHERE site_id = $1", site)
+                return True if n >= 1 else n
+
+            await wait_for(quarantined, 30, "the quarantined reading")
+            q = await conn.fetchrow("SELECT * FROM quarantine WHERE site_id = $1", site)
+            assert q["reason"] == "too_late"
+            assert q["energy_kwh"] == 150.0
+            assert q["topic"] == pipeline.topic_readings
+            assert (await reading_stats(pipeline, {site}))[0] == 12  # on time + the late one within the limit
+            total = await conn.fetchval(
+                "SELECT sum(kwh) FROM energy_interval e JOIN meters m USING (meter_id) WHERE m.site_id = $1",
+                site,
+            )
+            assert total == pytest.approx(1000.0)
+        finally:
+            await conn.close()
