@@ -17,18 +17,19 @@ later reading `i` with energy `e`, `d = e - baseline`:
 - otherwise `i` is a *dip*, most likely a misread: it is skipped (no delta, baseline and anchor
   unchanged). When `dip_confirm` consecutive register readings are dips, the register really
   went down: the last of them becomes the new baseline and anchor, with delta 0 over the span,
-  which is marked estimated. A reading at or above the baseline ends a run of dips.
-- a *spike*: if `max_power_kw` is set and `delta > max_power_kw * hours * 1.1` (hours of the span
-  from the anchor, 10 % tolerance, in register units like `rollover_kwh`), the reading is
+  which is marked estimated. Any accepted reading ends a run of dips.
+- a *spike*: if `max_power_kw` is set and `delta * multiplier > max_power_kw * hours * 1.1` (hours
+  of the span from the anchor, 10 % tolerance; the bound is real power), the reading is
   refused: `spikes[i]` is set and it is skipped like a dip, so the next reading measures from
-  the same baseline and anchor, over the whole span. Skipped readings do not end a run of dips.
+  the same baseline and anchor, over the whole span. A spike does not end a run of dips.
 
 An accepted reading's `delta * multiplier` kWh is spread uniformly over the span from the
 anchor to it and prorated across buckets in proportion to time (microseconds, exactly), then it
 becomes the anchor. Spans from one meter's first register reading to its last accepted one
 tile that time, so the energy of any range of whole spans is exactly the sum of the register
 deltas. A span no longer than `gap_s` counts as coverage; a longer one still carries its energy
-(the register total is exact) but is marked estimated and is not coverage.
+(the register total is exact) but is marked estimated and is not coverage. Times are compared
+at microsecond resolution (`gap_s` is rounded to whole microseconds).
 
 Power. Between consecutive readings outside those register spans (before a meter's first
 register reading, after its last accepted one, or a meter without registers), when both ends
@@ -368,7 +369,8 @@ def _interval_energy(
                 confirmed_dip = True
             dt = ts[i] - ts[anchor]
             bound = max_power[i]
-            if not np.isnan(bound) and delta > bound * (dt / _US_PER_H) * _SPIKE_TOLERANCE:
+            # max_power_kw is real power: compare the delta after the CT/PT multiplier
+            if not np.isnan(bound) and delta * multiplier[i] > bound * (dt / _US_PER_H) * _SPIKE_TOLERANCE:
                 spikes[i] = True
                 continue
             estimated = confirmed_dip or dt > gap_us

@@ -16,8 +16,8 @@ from datetime import datetime
 import asyncpg
 import numpy as np
 import numpy.typing as npt
-from core.energy import EnergyResult, interval_energy
 
+from core.energy import EnergyResult, interval_energy
 from ingest.pgcopy import Column, encode_copy
 from ingest.writer import ReadingRows
 from schemas.timeutil import from_epoch_us
@@ -41,7 +41,8 @@ SELECT t.meter_id,
            t.hi)) * 1000000)::bigint AS s1
   FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS t(meter_id, lo, hi)
 """
-# Every reading that contributes to buckets [b0, b1): those inside, plus one on each side.
+# Every reading that contributes to buckets [b0, b1): those inside, one after, and enough before for
+# the kernel's register baseline (a run of dips or a refused spike just before b0 is seen as such).
 _WINDOW_READINGS = """
 SELECT coalesce(array_agg(r.meter_id ORDER BY r.meter_id, r.ts), '{}') AS meter_id,
        coalesce(array_agg((extract(epoch FROM r.ts) * 1000000)::bigint ORDER BY r.meter_id, r.ts), '{}')
@@ -56,8 +57,9 @@ SELECT coalesce(array_agg(r.meter_id ORDER BY r.meter_id, r.ts), '{}') AS meter_
   JOIN LATERAL (
       SELECT * FROM readings r
        WHERE r.meter_id = w.meter_id
-         AND r.ts >= coalesce((SELECT p.ts FROM readings p WHERE p.meter_id = w.meter_id AND p.ts < w.b0
-                                ORDER BY p.ts DESC LIMIT 1), w.b0)
+         AND r.ts >= coalesce((SELECT min(p.ts) FROM (SELECT ts FROM readings p
+                                WHERE p.meter_id = w.meter_id AND p.ts < w.b0
+                                ORDER BY p.ts DESC LIMIT $4) p), w.b0)
          AND r.ts <= coalesce((SELECT q.ts FROM readings q WHERE q.meter_id = w.meter_id AND q.ts >= w.b1
                                 ORDER BY q.ts LIMIT 1), w.b1)
   ) r ON true
@@ -76,6 +78,9 @@ UPDATE readings r SET quality = 2
   FROM unnest($1::bigint[], $2::timestamptz[]) AS s(meter_id, ts)
  WHERE r.meter_id = s.meter_id AND r.ts = s.ts AND r.quality <> 2
 """
+
+
+_LEFT_CONTEXT = 8  # readings before a window: more than the kernel's dip_confirm run
 
 
 class EnergyStage:
@@ -100,7 +105,7 @@ class EnergyStage:
         window_meters = np.array([r["meter_id"] for r in spans], dtype=np.int64)
         b0 = s0 // self._bucket_us * self._bucket_us
         b1 = s1 // self._bucket_us * self._bucket_us + self._bucket_us
-        w = await conn.fetchrow(_WINDOW_READINGS, window_meters.tolist(), _ts(b0), _ts(b1))
+        w = await conn.fetchrow(_WINDOW_READINGS, window_meters.tolist(), _ts(b0), _ts(b1), _LEFT_CONTEXT)
         result = interval_energy(
             np.asarray(w["meter_id"], dtype=np.int64),
             np.asarray(w["ts_us"], dtype=np.int64),

@@ -8,6 +8,7 @@ from typing import Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BalanceBucket",
     "EnergyBucket",
     "EnergySeries",
     "ErrorBody",
@@ -15,6 +16,8 @@ __all__ = [
     "MeterPublic",
     "Page",
     "ReadingPublic",
+    "SiteBalance",
+    "SiteNow",
     "SitePublic",
 ]
 
@@ -92,3 +95,35 @@ class EnergySeries(_Public):
     total_kwh: float
     coverage: float = Field(ge=0, le=1, description="share of the covered buckets' time that was measured")
     buckets: list[EnergyBucket]
+
+
+class SiteNow(_Public):
+    site: str
+    power_kw: float | None = Field(
+        description="sum of the main meters' latest power; null if none reports power"
+    )
+    as_of: datetime | None = Field(description="the oldest of those latest readings, UTC")
+    meters_reporting: int
+    today_kwh: float = Field(description="energy of the main meters since local midnight in the site's zone")
+    today_start: datetime = Field(description="local midnight, UTC")
+    today_coverage: float = Field(ge=0, le=1)
+
+
+class BalanceBucket(_Public):
+    start: datetime
+    end: datetime
+    main_kwh: float
+    sub_items_kwh: dict[str, float] = Field(
+        examples=[{"照明插座": 10.5, "空调": 30.1, "动力": 12.0, "特殊": 1.2}]
+    )
+    unmetered_kwh: float = Field(description="main minus the sum of sub-items")
+    unmetered_share: float | None = Field(description="unmetered / main; null when main is 0")
+    flagged: bool = Field(description="|unmetered share| exceeds the site's balance tolerance")
+
+
+class SiteBalance(_Public):
+    site: str
+    resolution: Literal["15min", "hour", "day", "month"]
+    timezone: str
+    tolerance: float
+    buckets: list[BalanceBucket]

@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+import asyncpg
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
 from api.deps import Db
 from api.errors import ApiError, NotFound, error_responses
-from schemas.api import EnergyBucket, EnergySeries
+from schemas.api import BalanceBucket, EnergyBucket, EnergySeries, SiteBalance, SiteNow
 from schemas.messages import IDENTIFIER
 
 __all__ = ["router"]
@@ -28,7 +29,7 @@ _APPROX_S = {"15min": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
 MAX_BUCKETS = 10_000
 _QUALITY = {0: "measured", 1: "partial", 2: "estimated"}
 
-_SITE = "SELECT site_id, timezone FROM sites WHERE site_id = $1"
+_SITE = "SELECT site_id, timezone, balance_tolerance FROM sites WHERE site_id = $1"
 _METER = "SELECT meter_id FROM meters WHERE site_id = $1 AND meter = $2"
 _SITE_METERS = """
 SELECT meter_id FROM meters
@@ -99,9 +100,7 @@ async def meter_energy(
     resolution: Res = "hour",
 ) -> EnergySeries:
     _check_range(start, end, resolution)
-    site_row = await pool.fetchrow(_SITE, site)
-    if site_row is None:
-        raise NotFound(f"site {site!r} not found")
+    site_row = await _site_or_404(pool, site)
     meter_id = await pool.fetchval(_METER, site, meter)
     if meter_id is None:
         raise NotFound(f"meter {meter!r} not found at site {site!r}")
@@ -132,15 +131,11 @@ async def site_energy(
     resolution: Res = "hour",
     sub_item: Annotated[
         Literal["照明插座", "空调", "动力", "特殊"] | None,
-        Query(
-            description="only this sub-item's meters; default: the main meters (no double counting)"
-        ),
+        Query(description="only this sub-item's meters; default: the main meters (no double counting)"),
     ] = None,
 ) -> EnergySeries:
     _check_range(start, end, resolution)
-    site_row = await pool.fetchrow(_SITE, site)
-    if site_row is None:
-        raise NotFound(f"site {site!r} not found")
+    site_row = await _site_or_404(pool, site)
     meter_ids = [r["meter_id"] for r in await pool.fetch(_SITE_METERS, site, sub_item)]
     buckets, total, coverage = await _series(pool, meter_ids, start, end, resolution, site_row["timezone"])
     return EnergySeries(
@@ -153,3 +148,100 @@ async def site_energy(
         coverage=coverage,
         buckets=buckets,
     )
+
+
+_NOW = """
+SELECT sum(st.last_power_kw) AS power_kw,
+       min(st.last_ts) FILTER (WHERE st.last_power_kw IS NOT NULL) AS as_of,
+       count(st.last_power_kw) AS reporting
+  FROM meters m JOIN meter_state st USING (meter_id)
+ WHERE m.site_id = $1 AND m.role = 'main'
+"""
+_LOCAL_MIDNIGHT = "SELECT date_trunc('day', now(), $1::text) AS midnight, now() AS now"
+_BALANCE = """
+SELECT time_bucket($4::text::interval, e.bucket_start, $5::text) AS start,
+       m.role, m.sub_item, sum(e.kwh) AS kwh
+  FROM energy_interval e JOIN meters m USING (meter_id)
+ WHERE m.site_id = $1 AND m.role IN ('main', 'sub_item') AND e.bucket_start >= $2 AND e.bucket_start < $3
+ GROUP BY 1, 2, 3
+ ORDER BY 1
+"""
+_BUCKET_END = (
+    "SELECT ((s AT TIME ZONE $2) + $3::text::interval) AT TIME ZONE $2 FROM unnest($1::timestamptz[]) AS s"
+)
+
+
+async def _site_or_404(pool: Db, site: str) -> asyncpg.Record:
+    row = await pool.fetchrow(_SITE, site)
+    if row is None:
+        raise NotFound(f"site {site!r} not found")
+    return row
+
+
+@router.get(
+    "/{site}/now",
+    response_model=SiteNow,
+    summary="Site power now and energy today",
+    responses=error_responses(404, 422),
+)
+async def site_now(pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> SiteNow:
+    site_row = await _site_or_404(pool, site)
+    tz = site_row["timezone"]
+    async with pool.acquire() as conn:
+        now_row = await conn.fetchrow(_NOW, site)
+        day = await conn.fetchrow(_LOCAL_MIDNIGHT, tz)
+        meter_ids = [r["meter_id"] for r in await conn.fetch(_SITE_METERS, site, None)]
+    _, total, coverage = await _series(pool, meter_ids, day["midnight"], day["now"], "day", tz)
+    return SiteNow(
+        site=site,
+        power_kw=now_row["power_kw"],
+        as_of=now_row["as_of"],
+        meters_reporting=now_row["reporting"],
+        today_kwh=total,
+        today_start=day["midnight"],
+        today_coverage=coverage,
+    )
+
+
+@router.get(
+    "/{site}/balance",
+    response_model=SiteBalance,
+    summary="Sub-meter balance: main meters against the sum of sub-items, per interval",
+    responses=error_responses(404, 422),
+)
+async def site_balance(
+    pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)], start: Start, end: End, resolution: Res = "hour"
+) -> SiteBalance:
+    _check_range(start, end, resolution)
+    site_row = await _site_or_404(pool, site)
+    tz, tolerance = site_row["timezone"], site_row["balance_tolerance"]
+    rows = await pool.fetch(_BALANCE, site, start, end, _INTERVAL[resolution], tz)
+    mains: dict[datetime, float] = {}
+    sub_items: dict[datetime, dict[str, float]] = {}
+    for r in rows:
+        mains.setdefault(r["start"], 0.0)
+        subs = sub_items.setdefault(r["start"], {})
+        if r["role"] == "main":
+            mains[r["start"]] += r["kwh"]
+        else:
+            name = r["sub_item"] or "unassigned"
+            subs[name] = subs.get(name, 0.0) + r["kwh"]
+    starts = list(mains)
+    ends = [r[0] for r in await pool.fetch(_BUCKET_END, starts, tz, _INTERVAL[resolution])] if starts else []
+    buckets = []
+    for s0, e0 in zip(starts, ends, strict=True):
+        main, subs = mains[s0], sub_items[s0]
+        unmetered = main - sum(subs.values())
+        share = unmetered / main if main else None
+        buckets.append(
+            BalanceBucket(
+                start=s0,
+                end=e0,
+                main_kwh=main,
+                sub_items_kwh=subs,
+                unmetered_kwh=unmetered,
+                unmetered_share=share,
+                flagged=share is not None and abs(share) > tolerance,
+            )
+        )
+    return SiteBalance(site=site, resolution=resolution, timezone=tz, tolerance=tolerance, buckets=buckets)

@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 import numpy as np
 import pytest
-from core.energy import interval_energy
 from helpers import api_server, reading_stats, streaming, wait_for
 
+from core.energy import interval_energy
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -24,17 +24,27 @@ T0 = datetime(2026, 3, 27, 16, 0, tzinfo=UTC)  # spans the UK's DST change on 20
 
 
 def _register_stream(site: str, meters: int, n: int, seed: int) -> tuple[list[tuple[bytes, bytes]], float]:
-    """Irregular cumulative registers, then shuffled within a window (late data), with duplicates."""
+    """Irregular cumulative registers with transient dips and refused spikes, then shuffled within
+    a window (late data), with duplicates. Dips and spikes change no total: the next good reading
+    measures from the last good one."""
     rng = random.Random(seed)
     per_meter: list[list[tuple[bytes, bytes]]] = []
     total = 0.0
     for m in range(meters):
         t, e = T0, 5000.0 * (m + 1)
         readings = []
-        for _ in range(n):
-            t += timedelta(seconds=rng.choice([60, 300, 420, 900, 1300]))
-            e = round(e + rng.uniform(0, 40), 4)
-            r = {"site": site, "meter": f"m{m}", "ts": t.isoformat(), "energy_kwh": e}
+        for i in range(n):
+            dt = rng.choice([60, 300, 420, 900, 1300])
+            t += timedelta(seconds=dt)
+            glitch = rng.random() if 0 < i < n - 1 else 1.0  # the first and last readings are good
+            if glitch < 0.03:
+                value = round(e - rng.uniform(0.1, 5), 4)  # a transient dip
+            elif glitch < 0.05:
+                value = round(e + 50_000, 4)  # far beyond max_power_kw over any of these spans
+            else:
+                e = round(e + rng.uniform(0, 0.02) * dt, 4)  # at most 72 kW
+                value = e
+            r = {"site": site, "meter": f"m{m}", "ts": t.isoformat(), "energy_kwh": value}
             readings.append((site.encode(), json.dumps(r).encode()))
         total += e - json.loads(readings[0][1])["energy_kwh"]
         per_meter.append(readings)
@@ -53,7 +63,8 @@ async def _oracle_matches(s: Settings, site: str) -> None:
     conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
     try:
         raw = await conn.fetch(
-            """SELECT r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint AS ts, r.energy_kwh
+            """SELECT r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint AS ts,
+                      r.energy_kwh, m.max_power_kw
                  FROM readings r JOIN meters m USING (meter_id)
                 WHERE m.site_id = $1 ORDER BY r.meter_id, r.ts""",
             site,
@@ -76,7 +87,7 @@ async def _oracle_matches(s: Settings, site: str) -> None:
         nan,
         multiplier=np.ones(n),
         rollover_kwh=nan,
-        max_power_kw=nan,
+        max_power_kw=np.array([r["max_power_kw"] or np.nan for r in raw], dtype=np.float64),
         bucket_s=s.energy_bucket_s,
         gap_s=s.energy_gap_s,
     ).buckets
@@ -92,6 +103,16 @@ async def _oracle_matches(s: Settings, site: str) -> None:
 async def test_late_and_duplicate_readings_equal_the_batch_oracle(pipeline: Settings, tmp_path: Path) -> None:
     site = "en-late"
     messages, total = _register_stream(site, meters=3, n=400, seed=5)
+    conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute("INSERT INTO sites (site_id) VALUES ($1)", site)
+        await conn.execute(
+            """INSERT INTO meters (site_id, meter, max_power_kw)
+               SELECT $1, 'm' || i, 150 FROM generate_series(0, 2) i""",
+            site,
+        )
+    finally:
+        await conn.close()
     log = tmp_path / "worker.log"
     async with streaming(pipeline, messages, log, seconds=4) as (worker, producing):
         await producing
@@ -107,6 +128,16 @@ async def test_late_and_duplicate_readings_equal_the_batch_oracle(pipeline: Sett
             await conn.close()
         # totals over any range equal the sum of the register deltas
         assert stored_total == pytest.approx(total, rel=1e-9)
+        conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+        try:
+            suspect = await conn.fetchval(
+                """SELECT count(*) FROM readings r JOIN meters m USING (meter_id)
+                    WHERE m.site_id = $1 AND quality = 2""",
+                site,
+            )
+        finally:
+            await conn.close()
+        assert suspect > 0, "refused spikes are flagged suspect in the raw table"
         assert worker.alive()
 
 

@@ -118,7 +118,8 @@ def _meter_spans(
                 continue
             delta, estimated = 0.0, True
         # spike bound: a float comparison by definition (kW x hours x 10 % tolerance)
-        if r.max_power is not None and delta > r.max_power * ((r.ts_us - anchor.ts_us) / 3.6e9) * 1.1:
+        span_h = (r.ts_us - anchor.ts_us) / 3.6e9
+        if r.max_power is not None and delta * r.multiplier > r.max_power * span_h * 1.1:
             spikes[pos] = True
             continue
         long = Fraction(r.ts_us - anchor.ts_us, US_PER_S) > gap

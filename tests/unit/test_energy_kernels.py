@@ -208,8 +208,8 @@ def test_empty_input() -> None:
 
 def test_output_dtypes() -> None:
     b = run(register((0, 1.0), (15, 2.0))).buckets
-    assert (b.meter.dtype, b.bucket_start_us.dtype, b.kwh.dtype) == (np.int64, np.int64, np.float64)
-    assert (b.coverage_s.dtype, b.n.dtype, b.quality.dtype) == (np.float64, np.int32, np.int8)
+    dtypes = [a.dtype for a in (b.meter, b.bucket_start_us, b.kwh, b.coverage_s, b.n, b.quality)]
+    assert dtypes == [np.dtype(t) for t in (np.int64, np.int64, np.float64, np.float64, np.int32, np.int8)]
 
 
 def test_quality_constants() -> None:
