@@ -240,3 +240,73 @@ async def test_reading_beyond_the_lateness_limit_is_quarantined(pipeline: Settin
             assert total == pytest.approx(1000.0)
         finally:
             await conn.close()
+
+
+async def test_site_now_and_sub_meter_balance(pipeline: Settings, tmp_path: Path) -> None:
+    """Main meter 100 kW; sub-items 40 + 30 + 20 kW: 10 % unmetered, flagged above the 5 % tolerance."""
+    site = "en-balance"
+    conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute("INSERT INTO sites (site_id, timezone) VALUES ($1, 'Asia/Shanghai')", site)
+        await conn.execute(
+            """INSERT INTO meters (site_id, meter, role, sub_item) VALUES
+               ($1, 'main', 'main', NULL), ($1, 'light', 'sub_item', '照明插座'),
+               ($1, 'hvac', 'sub_item', '空调'), ($1, 'power', 'sub_item', '动力')""",
+            site,
+        )
+    finally:
+        await conn.close()
+    loads = {"main": 100.0, "light": 40.0, "hvac": 30.0, "power": 20.0}
+    start = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # local midnight in Shanghai
+    messages = []
+    for k in range(9):  # 2 hours of 15-minute register readings
+        t = start + timedelta(minutes=15 * k)
+        batch = [
+            {"site": site, "meter": m, "ts": t.isoformat(), "energy_kwh": kw * k / 4, "power_kw": kw}
+            for m, kw in loads.items()
+        ]
+        messages.append((site.encode(), json.dumps({"readings": batch}).encode()))
+    async with (
+        streaming(pipeline, messages, tmp_path / "worker.log") as (_, producing),
+        api_server(pipeline) as base,
+    ):
+        await producing
+        await wait_for(lambda: _at_least(pipeline, {site}, 36), 60, "all rows")
+        async with httpx.AsyncClient(base_url=base) as client:
+            r = await client.get(
+                f"/v1/sites/{site}/balance",
+                params={
+                    "start": "2026-11-24T00:00:00+08:00",
+                    "end": "2026-11-24T02:00:00+08:00",
+                    "resolution": "hour",
+                },
+            )
+            assert r.status_code == 200, r.text
+            hours = r.json()["buckets"]
+            assert len(hours) == 2
+            for h in hours:
+                assert h["main_kwh"] == pytest.approx(100.0)
+                assert h["sub_items_kwh"] == pytest.approx({"照明插座": 40.0, "空调": 30.0, "动力": 20.0})
+                assert h["unmetered_kwh"] == pytest.approx(10.0)
+                assert h["unmetered_share"] == pytest.approx(0.10)
+                assert h["flagged"] is True
+            sub = await client.get(
+                f"/v1/sites/{site}/energy",
+                params={
+                    "start": "2026-11-24T00:00:00+08:00",
+                    "end": "2026-11-24T02:00:00+08:00",
+                    "resolution": "day",
+                    "sub_item": "空调",
+                },
+            )
+            assert sub.json()["total_kwh"] == pytest.approx(60.0)
+            main = await client.get(
+                f"/v1/sites/{site}/energy",
+                params={"start": "2026-11-24T00:00:00+08:00", "end": "2026-11-24T02:00:00+08:00"},
+            )
+            assert main.json()["total_kwh"] == pytest.approx(200.0), "sub-meters never add to the site total"
+            now = (await client.get(f"/v1/sites/{site}/now")).json()
+            assert now["power_kw"] == pytest.approx(100.0)
+            assert now["meters_reporting"] == 1
+            assert now["as_of"] == "2026-11-23T18:00:00Z"
+            assert (await client.get("/v1/sites/nope/now")).status_code == 404
