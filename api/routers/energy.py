@@ -34,7 +34,7 @@ _METER = "SELECT meter_id FROM meters WHERE site_id = $1 AND meter = $2"
 _SITE_METERS = """
 SELECT meter_id FROM meters
  WHERE site_id = $1
-   AND (($2::text IS NULL AND role = 'main')
+   AND (($2::text IS NULL AND role = wattstream_total_role($1))
         OR ($2::text IS NOT NULL AND role = 'sub_item' AND sub_item = $2))
 """
 # $1 meters, $2 start, $3 end, $4 bucket interval, $5 time zone. energy_interval buckets divide an
@@ -120,7 +120,7 @@ async def meter_energy(
 @router.get(
     "/{site}/energy",
     response_model=EnergySeries,
-    summary="A site's interval energy: the sum of its main meters, or of one sub-item",
+    summary="A site's interval energy: its main meters (or facility meters), or one sub-item",
     responses=error_responses(404, 422),
 )
 async def site_energy(
@@ -155,7 +155,7 @@ SELECT sum(st.last_power_kw) AS power_kw,
        min(st.last_ts) FILTER (WHERE st.last_power_kw IS NOT NULL) AS as_of,
        count(st.last_power_kw) AS reporting
   FROM meters m JOIN meter_state st USING (meter_id)
- WHERE m.site_id = $1 AND m.role = 'main'
+ WHERE m.site_id = $1 AND m.role = wattstream_total_role($1)
 """
 _LOCAL_MIDNIGHT = "SELECT date_trunc('day', now(), $1::text) AS midnight, now() AS now"
 _BALANCE = """
