@@ -1,0 +1,80 @@
+"""`wattstream up`, the demo's engine, as a user runs it: everything comes up, data flows from the
+simulator through Kafka into the database and out of the API, metrics from every process show on
+the API's /metrics, and Ctrl-C stops it all cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import ROOT, free_port, settings_env, wait_for
+
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = settings_env(
+        pipeline,
+        WATTSTREAM_API_PORT=str(port),
+        WATTSTREAM_INGEST_METRICS_PORT=str(free_port()),
+        WATTSTREAM_METRICS_DIR=str(tmp_path / "metrics"),
+    )
+    log = (tmp_path / "up.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wattstream",
+        "up",
+        "--sites",
+        "4",
+        "--rate",
+        "400",
+        "--speedup",
+        "120",
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def ready() -> bool | str:
+                try:
+                    r = await client.get("/readyz")
+                except httpx.TransportError as exc:
+                    return repr(exc)
+                return r.status_code == 200 or r.text
+
+            await wait_for(ready, 90, "the API to be ready")
+
+            async def flowing() -> bool | object:
+                sites = (await client.get("/v1/sites")).json()["items"]
+                if len(sites) < 4:
+                    return sites
+                metrics = (await client.get("/metrics")).text
+                consumed = [
+                    line
+                    for line in metrics.splitlines()
+                    if line.startswith("wattstream_ingest_messages_consumed_total{")
+                    and not line.endswith(" 0.0")
+                ]
+                return bool(consumed) or "no ingest counters on the API's /metrics yet"
+
+            await wait_for(flowing, 90, "sites and ingest metrics")
+            meters = (await client.get("/v1/sites/hz-b001/meters")).json()
+            assert {m["meter"] for m in meters} >= {"main"}
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 60)
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+    assert "stopped" in (tmp_path / "up.log").read_text()
