@@ -50,6 +50,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(health.router)
     app.include_router(sites.router)
     app.include_router(energy.router)
+    app.include_router(energy.sites_router)
     app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
     return app

@@ -7,6 +7,7 @@ its DST rules: a local day can be 23, 24 or 25 hours long.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -22,6 +23,7 @@ from schemas.messages import IDENTIFIER
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sites", tags=["energy"])
+sites_router = APIRouter()  # routes over several sites
 
 Resolution = Literal["15min", "hour", "day", "month"]
 _INTERVAL = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
@@ -54,6 +56,11 @@ SELECT start, ((start AT TIME ZONE $5) + $4::text::interval) AT TIME ZONE $5 AS 
 Start = Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")]
 End = Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")]
 Res = Annotated[Resolution, Query(description="bucket size; day and month are local to the site")]
+SubItem = Annotated[
+    Literal["照明插座", "空调", "动力", "特殊"] | None,
+    Query(description="only this sub-item's meters; default: the site total (no double counting)"),
+]
+_ID = re.compile(IDENTIFIER)
 
 
 def _check_range(start: datetime, end: datetime, resolution: Resolution) -> None:
@@ -129,12 +136,15 @@ async def site_energy(
     start: Start,
     end: End,
     resolution: Res = "hour",
-    sub_item: Annotated[
-        Literal["照明插座", "空调", "动力", "特殊"] | None,
-        Query(description="only this sub-item's meters; default: the main meters (no double counting)"),
-    ] = None,
+    sub_item: SubItem = None,
 ) -> EnergySeries:
     _check_range(start, end, resolution)
+    return await _site_series(pool, site, start, end, resolution, sub_item)
+
+
+async def _site_series(
+    pool: Db, site: str, start: datetime, end: datetime, resolution: Resolution, sub_item: str | None
+) -> EnergySeries:
     site_row = await _site_or_404(pool, site)
     meter_ids = [r["meter_id"] for r in await pool.fetch(_SITE_METERS, site, sub_item)]
     buckets, total, coverage = await _series(pool, meter_ids, start, end, resolution, site_row["timezone"])
@@ -148,6 +158,33 @@ async def site_energy(
         coverage=coverage,
         buckets=buckets,
     )
+
+
+MAX_SITES = 100
+
+
+@sites_router.get(
+    "/v1/energy",
+    response_model=list[EnergySeries],
+    summary="Interval energy of several sites, each in its own time zone",
+    responses=error_responses(404, 422),
+    tags=["energy"],
+)
+async def many_sites_energy(
+    pool: Db,
+    site: Annotated[list[str], Query(min_length=1, description=f"repeat for each site, at most {MAX_SITES}")],
+    start: Start,
+    end: End,
+    resolution: Res = "hour",
+    sub_item: SubItem = None,
+) -> list[EnergySeries]:
+    if len(site) > MAX_SITES:
+        raise ApiError(f"at most {MAX_SITES} sites per request", field="site")
+    for s in site:
+        if not _ID.match(s):
+            raise ApiError(f"{s!r} is not a site id", field="site")
+    _check_range(start, end, resolution)
+    return [await _site_series(pool, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
 
 
 _NOW = """

@@ -310,3 +310,16 @@ async def test_site_now_and_sub_meter_balance(pipeline: Settings, tmp_path: Path
             assert now["meters_reporting"] == 1
             assert now["as_of"] == "2026-11-23T18:00:00Z"
             assert (await client.get("/v1/sites/nope/now")).status_code == 404
+            window = {"start": "2026-11-24T00:00:00+08:00", "end": "2026-11-24T02:00:00+08:00"}
+            many = await client.get("/v1/energy", params=[("site", site), ("site", site), *window.items()])
+            assert many.status_code == 200, many.text
+            assert [(e["site"], e["total_kwh"]) for e in many.json()] == [(site, pytest.approx(200.0))]
+            missing = await client.get(
+                "/v1/energy", params=[("site", site), ("site", "nope"), *window.items()]
+            )
+            assert missing.status_code == 404
+            too_many = await client.get(
+                "/v1/energy", params=[*(("site", f"s{i}") for i in range(101)), *window.items()]
+            )
+            assert too_many.status_code == 422
+            assert too_many.json()["error"]["field"] == "site"
