@@ -169,22 +169,21 @@ def segment_sums(keys: ArrayLike, values: ArrayLike) -> tuple[NDArray[np.int64],
 # --- validation -----------------------------------------------------------------------------
 
 
-def _int_array(name: str, x: ArrayLike) -> NDArray[np.int64]:
+def _array(name: str, x: ArrayLike, kinds: str, what: str, dtype: type[np.generic]) -> NDArray[Any]:
     a = np.asarray(x)
     if a.ndim != 1:
         raise InvalidInput(f"{name} must be one-dimensional, got shape {a.shape}")
-    if a.size and a.dtype.kind not in "iu":
-        raise InvalidInput(f"{name} must hold integers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    if a.size and a.dtype.kind not in kinds:
+        raise InvalidInput(f"{name} must hold {what}, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _int_array(name: str, x: ArrayLike) -> NDArray[np.int64]:
+    return _array(name, x, "iu", "integers", np.int64)
 
 
 def _float_array(name: str, x: ArrayLike) -> NDArray[np.float64]:
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise InvalidInput(f"{name} must be one-dimensional, got shape {a.shape}")
-    if a.size and a.dtype.kind not in "iuf":
-        raise InvalidInput(f"{name} must hold numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float64)
+    return _array(name, x, "iuf", "numbers", np.float64)
 
 
 def _same_length(**arrays: NDArray[Any]) -> None:

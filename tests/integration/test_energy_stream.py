@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,6 +143,18 @@ async def test_late_and_duplicate_readings_equal_the_batch_oracle(pipeline: Sett
         assert worker.alive()
 
 
+@asynccontextmanager
+async def _stored_and_served(
+    s: Settings, messages: list[tuple[bytes, bytes]], site: str, rows: int, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Stream the messages through a worker, wait until `rows` rows are stored, then serve the API."""
+    async with streaming(s, messages, tmp_path / "worker.log") as (_, producing), api_server(s) as base:
+        await producing
+        await wait_for(lambda: _at_least(s, {site}, rows), 60, f"{rows} rows")
+        async with httpx.AsyncClient(base_url=base) as client:
+            yield client
+
+
 async def _at_least(s: Settings, sites: set[str], n: int) -> bool | int:
     rows = (await reading_stats(s, sites))[0]
     return True if rows >= n else rows
@@ -161,50 +175,44 @@ async def test_local_days_follow_the_site_zone(pipeline: Settings, tmp_path: Pat
         t = start + timedelta(minutes=15 * k)
         r = {"site": site, "meter": "main", "ts": int(t.timestamp() * 1000), "energy_kwh": 100.0 + k}
         messages.append((site.encode(), json.dumps(r).encode()))
-    async with (
-        streaming(pipeline, messages, tmp_path / "worker.log") as (_, producing),
-        api_server(pipeline) as base,
-    ):
-        await producing
-        await wait_for(lambda: _at_least(pipeline, {site}, len(messages)), 60, "all rows")
-        async with httpx.AsyncClient(base_url=base) as client:
-            r = await client.get(
-                f"/v1/sites/{site}/meters/main/energy",
-                params={
-                    "start": "2026-03-28T00:00:00Z",
-                    "end": "2026-03-31T00:00:00+01:00",
-                    "resolution": "day",
-                },
-            )
-            assert r.status_code == 200, r.text
-            body = r.json()
-            days = [(b["start"], b["end"], b["kwh"], b["quality"]) for b in body["buckets"]]
-            assert days == [
-                ("2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", 96.0, "measured"),
-                ("2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z", 92.0, "measured"),  # 23 local hours
-                ("2026-03-29T23:00:00Z", "2026-03-30T23:00:00Z", 96.0, "measured"),
-            ]
-            assert body["timezone"] == "Europe/London"
-            site_r = await client.get(
-                f"/v1/sites/{site}/energy",
-                params={
-                    "start": "2026-03-28T00:00:00Z",
-                    "end": "2026-03-31T00:00:00Z",
-                    "resolution": "month",
-                },
-            )
-            assert site_r.status_code == 200
-            assert site_r.json()["total_kwh"] == pytest.approx(3 * 96)
-            bad = await client.get(
-                f"/v1/sites/{site}/energy",
-                params={
-                    "start": "2020-01-01T00:00:00Z",
-                    "end": "2026-01-01T00:00:00Z",
-                    "resolution": "15min",
-                },
-            )
-            assert bad.status_code == 422
-            assert bad.json()["error"]["field"] == "end"
+    async with _stored_and_served(pipeline, messages, site, len(messages), tmp_path) as client:
+        r = await client.get(
+            f"/v1/sites/{site}/meters/main/energy",
+            params={
+                "start": "2026-03-28T00:00:00Z",
+                "end": "2026-03-31T00:00:00+01:00",
+                "resolution": "day",
+            },
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        days = [(b["start"], b["end"], b["kwh"], b["quality"]) for b in body["buckets"]]
+        assert days == [
+            ("2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", 96.0, "measured"),
+            ("2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z", 92.0, "measured"),  # 23 local hours
+            ("2026-03-29T23:00:00Z", "2026-03-30T23:00:00Z", 96.0, "measured"),
+        ]
+        assert body["timezone"] == "Europe/London"
+        site_r = await client.get(
+            f"/v1/sites/{site}/energy",
+            params={
+                "start": "2026-03-28T00:00:00Z",
+                "end": "2026-03-31T00:00:00Z",
+                "resolution": "month",
+            },
+        )
+        assert site_r.status_code == 200
+        assert site_r.json()["total_kwh"] == pytest.approx(3 * 96)
+        bad = await client.get(
+            f"/v1/sites/{site}/energy",
+            params={
+                "start": "2020-01-01T00:00:00Z",
+                "end": "2026-01-01T00:00:00Z",
+                "resolution": "15min",
+            },
+        )
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "end"
 
 
 async def test_reading_beyond_the_lateness_limit_is_quarantined(pipeline: Settings, tmp_path: Path) -> None:
@@ -266,60 +274,52 @@ async def test_site_now_and_sub_meter_balance(pipeline: Settings, tmp_path: Path
             for m, kw in loads.items()
         ]
         messages.append((site.encode(), json.dumps({"readings": batch}).encode()))
-    async with (
-        streaming(pipeline, messages, tmp_path / "worker.log") as (_, producing),
-        api_server(pipeline) as base,
-    ):
-        await producing
-        await wait_for(lambda: _at_least(pipeline, {site}, 36), 60, "all rows")
-        async with httpx.AsyncClient(base_url=base) as client:
-            r = await client.get(
-                f"/v1/sites/{site}/balance",
-                params={
-                    "start": "2026-11-24T00:00:00+08:00",
-                    "end": "2026-11-24T02:00:00+08:00",
-                    "resolution": "hour",
-                },
-            )
-            assert r.status_code == 200, r.text
-            hours = r.json()["buckets"]
-            assert len(hours) == 2
-            for h in hours:
-                assert h["main_kwh"] == pytest.approx(100.0)
-                assert h["sub_items_kwh"] == pytest.approx({"照明插座": 40.0, "空调": 30.0, "动力": 20.0})
-                assert h["unmetered_kwh"] == pytest.approx(10.0)
-                assert h["unmetered_share"] == pytest.approx(0.10)
-                assert h["flagged"] is True
-            sub = await client.get(
-                f"/v1/sites/{site}/energy",
-                params={
-                    "start": "2026-11-24T00:00:00+08:00",
-                    "end": "2026-11-24T02:00:00+08:00",
-                    "resolution": "day",
-                    "sub_item": "空调",
-                },
-            )
-            assert sub.json()["total_kwh"] == pytest.approx(60.0)
-            main = await client.get(
-                f"/v1/sites/{site}/energy",
-                params={"start": "2026-11-24T00:00:00+08:00", "end": "2026-11-24T02:00:00+08:00"},
-            )
-            assert main.json()["total_kwh"] == pytest.approx(200.0), "sub-meters never add to the site total"
-            now = (await client.get(f"/v1/sites/{site}/now")).json()
-            assert now["power_kw"] == pytest.approx(100.0)
-            assert now["meters_reporting"] == 1
-            assert now["as_of"] == "2026-11-23T18:00:00Z"
-            assert (await client.get("/v1/sites/nope/now")).status_code == 404
-            window = {"start": "2026-11-24T00:00:00+08:00", "end": "2026-11-24T02:00:00+08:00"}
-            many = await client.get("/v1/energy", params=[("site", site), ("site", site), *window.items()])
-            assert many.status_code == 200, many.text
-            assert [(e["site"], e["total_kwh"]) for e in many.json()] == [(site, pytest.approx(200.0))]
-            missing = await client.get(
-                "/v1/energy", params=[("site", site), ("site", "nope"), *window.items()]
-            )
-            assert missing.status_code == 404
-            too_many = await client.get(
-                "/v1/energy", params=[*(("site", f"s{i}") for i in range(101)), *window.items()]
-            )
-            assert too_many.status_code == 422
-            assert too_many.json()["error"]["field"] == "site"
+    async with _stored_and_served(pipeline, messages, site, 36, tmp_path) as client:
+        r = await client.get(
+            f"/v1/sites/{site}/balance",
+            params={
+                "start": "2026-11-24T00:00:00+08:00",
+                "end": "2026-11-24T02:00:00+08:00",
+                "resolution": "hour",
+            },
+        )
+        assert r.status_code == 200, r.text
+        hours = r.json()["buckets"]
+        assert len(hours) == 2
+        for h in hours:
+            assert h["main_kwh"] == pytest.approx(100.0)
+            assert h["sub_items_kwh"] == pytest.approx({"照明插座": 40.0, "空调": 30.0, "动力": 20.0})
+            assert h["unmetered_kwh"] == pytest.approx(10.0)
+            assert h["unmetered_share"] == pytest.approx(0.10)
+            assert h["flagged"] is True
+        sub = await client.get(
+            f"/v1/sites/{site}/energy",
+            params={
+                "start": "2026-11-24T00:00:00+08:00",
+                "end": "2026-11-24T02:00:00+08:00",
+                "resolution": "day",
+                "sub_item": "空调",
+            },
+        )
+        assert sub.json()["total_kwh"] == pytest.approx(60.0)
+        main = await client.get(
+            f"/v1/sites/{site}/energy",
+            params={"start": "2026-11-24T00:00:00+08:00", "end": "2026-11-24T02:00:00+08:00"},
+        )
+        assert main.json()["total_kwh"] == pytest.approx(200.0), "sub-meters never add to the site total"
+        now = (await client.get(f"/v1/sites/{site}/now")).json()
+        assert now["power_kw"] == pytest.approx(100.0)
+        assert now["meters_reporting"] == 1
+        assert now["as_of"] == "2026-11-23T18:00:00Z"
+        assert (await client.get("/v1/sites/nope/now")).status_code == 404
+        window = {"start": "2026-11-24T00:00:00+08:00", "end": "2026-11-24T02:00:00+08:00"}
+        many = await client.get("/v1/energy", params=[("site", site), ("site", site), *window.items()])
+        assert many.status_code == 200, many.text
+        assert [(e["site"], e["total_kwh"]) for e in many.json()] == [(site, pytest.approx(200.0))]
+        missing = await client.get("/v1/energy", params=[("site", site), ("site", "nope"), *window.items()])
+        assert missing.status_code == 404
+        too_many = await client.get(
+            "/v1/energy", params=[*(("site", f"s{i}") for i in range(101)), *window.items()]
+        )
+        assert too_many.status_code == 422
+        assert too_many.json()["error"]["field"] == "site"
