@@ -13,9 +13,10 @@ from typing import Literal
 
 import asyncpg
 
-__all__ = ["MeterRecord", "SiteRecord", "register"]
+__all__ = ["MeterRecord", "Role", "SiteRecord", "SubItem", "register"]
 
 Role = Literal["main", "sub_item", "facility", "it_load", "generation"]
+SubItem = Literal["照明插座", "空调", "动力", "特殊"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class MeterRecord:
     site_id: str
     meter: str
     role: Role = "main"
-    sub_item: Literal["照明插座", "空调", "动力", "特殊"] | None = None
+    sub_item: SubItem | None = None
     multiplier: float = 1.0
     rollover_kwh: float | None = None
     max_power_kw: float | None = None

@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ingest.registry import MeterRecord, SiteRecord, SubItem, register
 from schemas.messages import Reading, encode_reading
 from schemas.settings import Settings
 
@@ -105,7 +106,9 @@ def make_fleet(n_sites: int, seed: int = 0) -> list[SiteSpec]:
         (a_lo, a_hi), (d_lo, d_hi) = _SIZES[kind]
         area = round(rng.uniform(a_lo, a_hi), -2)
         prefix = "dc" if kind == "datacentre" else "b"
-        fleet.append(SiteSpec(f"hz-{prefix}{i + 1:03d}", kind, area, round(area * rng.uniform(d_lo, d_hi) / 1e3, 1)))
+        fleet.append(
+            SiteSpec(f"hz-{prefix}{i + 1:03d}", kind, area, round(area * rng.uniform(d_lo, d_hi) / 1e3, 1))
+        )
     return fleet
 
 
@@ -169,7 +172,10 @@ def _ideal_kw(site: SiteSpec, local: datetime) -> dict[str, float]:
     b = site.base_kw
     if site.kind == "datacentre":
         # cooling works harder on hot afternoons: PUE ~1.3 in winter nights to ~1.55 in summer days
-        return {"it": b * (0.82 + 0.04 * math.sin(2 * math.pi * (hour - 9) / 24)), "pue": 1.28 + 0.009 * max(0.0, temp - 5)}
+        return {
+            "it": b * (0.82 + 0.04 * math.sin(2 * math.pi * (hour - 9) / 24)),
+            "pue": 1.28 + 0.009 * max(0.0, temp - 5),
+        }
     occ = _occupancy(site.kind, local.weekday(), hour)
     light, power, special, hvac = _SHARES[site.kind]
     demand = 0.1 + (max(0.0, temp - 20) + 0.6 * max(0.0, 15 - temp)) / 12
@@ -201,7 +207,13 @@ class Simulator:
     """
 
     def __init__(
-        self, fleet: Sequence[SiteSpec], start: datetime, step_s: float, *, seed: int = 0, faults: FaultPlan | None = None
+        self,
+        fleet: Sequence[SiteSpec],
+        start: datetime,
+        step_s: float,
+        *,
+        seed: int = 0,
+        faults: FaultPlan | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
@@ -216,7 +228,8 @@ class Simulator:
         self._phi = math.exp(-step_s / 900.0)
         self._drift_sd = 0.03 * math.sqrt(1 - self._phi**2)
         self._sites = [
-            (s, ZoneInfo(s.timezone), [_Meter(m.name, self._initial_register(s, m)) for m in s.meters]) for s in fleet
+            (s, ZoneInfo(s.timezone), [_Meter(m.name, self._initial_register(s, m)) for m in s.meters])
+            for s in fleet
         ]
         self._tick = 0
         self._faults: list[InjectedFault] = []
@@ -274,7 +287,9 @@ class Simulator:
         subs = {m.name: self._noisy(m, ideal[m.name]) for m in meters[1:]}
         return {"main": sum(subs.values()), **subs}
 
-    def _emit(self, site: SiteSpec, meter: _Meter, k: int, local: datetime, power: float, out: list[Reading]) -> None:
+    def _emit(
+        self, site: SiteSpec, meter: _Meter, k: int, local: datetime, power: float, out: list[Reading]
+    ) -> None:
         if meter.power_kw is not None:
             meter.energy_kwh += (meter.power_kw + power) / 2 * self._step_s / 3600
         meter.power_kw = power
@@ -303,6 +318,32 @@ class Simulator:
                 detail = "sent twice"
         if kind is not None:
             self._faults.append(InjectedFault(kind, site.site, meter.name, local, detail))
+
+
+def fleet_records(fleet: list[SiteSpec], region: str = "CN-ZJ") -> tuple[list[SiteRecord], list[MeterRecord]]:
+    """What the database should know of a fleet: kinds, zones, areas, and each meter's role."""
+    sites = [
+        SiteRecord(
+            site_id=s.site,
+            name=f"{s.kind} {s.site}",
+            kind="datacentre" if s.kind == "datacentre" else "building",
+            region=region,
+            timezone=s.timezone,
+            floor_area_m2=s.floor_area_m2,
+        )
+        for s in fleet
+    ]
+    meters = [
+        MeterRecord(
+            site_id=s.site,
+            meter=m.name,
+            role="sub_item" if m.role == "sub-item" else m.role,
+            sub_item=cast(SubItem, m.sub_item),
+        )
+        for s in fleet
+        for m in s.meters
+    ]
+    return sites, meters
 
 
 @dataclass(slots=True)
@@ -349,7 +390,9 @@ class _Sender:
         await self._settle()
 
     async def _send(self, site: str, readings: Reading | list[Reading]) -> None:
-        self._pending.append(await self._producer.send(self._topic, encode_reading(readings), key=site.encode()))
+        self._pending.append(
+            await self._producer.send(self._topic, encode_reading(readings), key=site.encode())
+        )
         self._summary.readings += len(readings) if isinstance(readings, list) else 1
         self._summary.messages += 1
         if len(self._pending) >= 10_000:
@@ -377,6 +420,7 @@ async def run_simulation(
     seed: int = 0,
     fault_rate: float = DEFAULT_FAULT_RATE,
     progress: bool = True,
+    register_fleet: bool = True,
 ) -> SimulationSummary:
     """Produce a simulated fleet's readings to the readings topic until `count`, `duration_s` or Ctrl-C.
 
@@ -388,6 +432,8 @@ async def run_simulation(
     if sites < 1 or batch < 1 or speedup <= 0 or (count is not None and count < 0):
         raise ValueError("sites and batch must be >= 1, speedup > 0, count >= 0")
     fleet = make_fleet(sites, seed)
+    if register_fleet:
+        await register(settings.database_url.get_secret_value(), *fleet_records(fleet))
     n_meters = sum(len(s.meters) for s in fleet)
     step_s = round(n_meters * speedup / rate, 3) if rate > 0 else _DEFAULT_STEP_S
     if start is None:
@@ -400,7 +446,9 @@ async def run_simulation(
         TextColumn("[bold]simulating"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>7.0f} readings/s  faults {task.fields[faults]}  at {task.fields[sim]}"),
+        TextColumn(
+            "{task.fields[rate]:>7.0f} readings/s  faults {task.fields[faults]}  at {task.fields[sim]}"
+        ),
         TimeElapsedColumn(),
         console=console,
         disable=not progress,
@@ -420,7 +468,16 @@ async def run_simulation(
         with display:
             task = display.add_task("simulate", total=count, rate=0.0, faults=0, sim="")
             try:
-                await _produce(sim, sender, summary, rate, count, None if duration_s is None else t0 + duration_s, display, task)
+                await _produce(
+                    sim,
+                    sender,
+                    summary,
+                    rate,
+                    count,
+                    None if duration_s is None else t0 + duration_s,
+                    display,
+                    task,
+                )
             except asyncio.CancelledError:
                 # Ctrl-C: stop producing, deliver what was handed over, and report it
                 summary.cancelled = True
@@ -438,8 +495,7 @@ async def run_simulation(
         await producer.stop()
     summary.elapsed_s = loop.time() - t0
     summary.faults = list(sim.faults)
-    if progress:
-        _print_summary(console, summary)
+    _print_summary(console, summary)
     return summary
 
 
@@ -471,19 +527,24 @@ async def _produce(
             # pace the long-run rate, sleeping only when ahead of it by a noticeable amount
             if rate > 0 and (lead := t0 + generated / rate - loop.time()) > 0.005:
                 await asyncio.sleep(lead)
-        summary.last_ts = readings[-1].ts if readings and isinstance(readings[-1].ts, datetime) else summary.last_ts
+        summary.last_ts = (
+            readings[-1].ts if readings and isinstance(readings[-1].ts, datetime) else summary.last_ts
+        )
         await asyncio.sleep(0)  # let deliveries, and Ctrl-C, in even at full speed
         if loop.time() - last_shown >= 0.1:
             last_shown = loop.time()
             shown_rate = generated / max(last_shown - t0, 1e-9)
             sim_at = f"{summary.last_ts:%Y-%m-%d %H:%M}" if summary.last_ts else ""
-            display.update(task, completed=summary.readings, rate=shown_rate, faults=len(sim.faults), sim=sim_at)
+            display.update(
+                task, completed=summary.readings, rate=shown_rate, faults=len(sim.faults), sim=sim_at
+            )
 
 
 def _print_summary(console: Console, summary: SimulationSummary) -> None:
     end = f"{summary.last_ts:%Y-%m-%d %H:%M:%S%z}" if summary.last_ts else "-"
+    cancelled = "cancelled: " if summary.cancelled else ""
     console.print(
-        f"{'cancelled: ' if summary.cancelled else ''}{summary.readings} readings in {summary.messages} messages "
+        f"{cancelled}{summary.readings} readings in {summary.messages} messages "
         f"from {summary.sites} sites ({summary.meters} meters) in {summary.elapsed_s:.1f} s; simulated "
         f"{summary.first_ts:%Y-%m-%d %H:%M:%S%z} to {end} every {summary.step_s:g} s; "
         f"{summary.withheld} withheld, {len(summary.faults)} faults injected"

@@ -141,6 +141,10 @@ def simulate(
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same stream")] = 1,
     fault_rate: Annotated[float, typer.Option(min=0.0, help="injected faults per 1000 readings")] = 0.5,
     progress: Annotated[bool, typer.Option(help="show a progress display")] = True,
+    register: Annotated[
+        bool,
+        typer.Option(help="first record the fleet's sites and meters (kinds, zones, roles) in the database"),
+    ] = True,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Produce realistic synthetic meter readings (office, mall, hospital, data centre) to Kafka."""
@@ -151,7 +155,7 @@ def simulate(
         console.print("[red]--start needs a UTC offset[/red]")
         raise typer.Exit(2)
     s = _settings()
-    summary = asyncio.run(
+    asyncio.run(
         run_simulation(
             s,
             sites=sites,
@@ -162,11 +166,11 @@ def simulate(
             start=start,
             speedup=speedup,
             seed=seed,
-            fault_rate=fault_rate,
+            fault_rate=fault_rate / 1000,
             progress=progress,
+            register_fleet=register,
         )
     )
-    console.print(summary)
 
 
 @app.command()
