@@ -90,13 +90,13 @@ def topics(log_level: LogLevel = "INFO") -> None:
 @app.command()
 def ingest(log_level: LogLevel = "INFO") -> None:
     """Consume readings from Kafka into TimescaleDB until SIGTERM / Ctrl-C (drains, then commits)."""
+    configure_logging(log_level)
+    s = _settings()  # first: it chooses where metrics live before prometheus_client is imported
     from prometheus_client import start_http_server
 
     from ingest.worker import IngestWorker
     from wattstream.wiring import batch_stages
 
-    configure_logging(log_level)
-    s = _settings()
     server = None
     if s.ingest_metrics_port:
         server, _thread = start_http_server(
@@ -112,12 +112,12 @@ def ingest(log_level: LogLevel = "INFO") -> None:
 @app.command()
 def api(log_level: LogLevel = "INFO") -> None:
     """Serve the HTTP API (and /metrics, /healthz, /readyz) with uvicorn."""
+    configure_logging(log_level)
+    s = _settings()  # first: it chooses where metrics live before prometheus_client is imported
     import uvicorn
 
     from api.app import create_app
 
-    configure_logging(log_level)
-    s = _settings()
     uvicorn.run(
         create_app(s, metrics_registry(s.metrics_dir)),
         host=s.api_host,
@@ -205,6 +205,7 @@ def up(
         os.environ.get("WATTSTREAM_CACHE", Path.home() / ".cache/wattstream")
     ) / ("run/metrics")
     reset_shared_metrics(metrics_dir)
+    enable_shared_metrics(metrics_dir)  # the children inherit it
     env = {**os.environ, "WATTSTREAM_METRICS_DIR": str(metrics_dir)}
     exe = [sys.executable, "-m", "wattstream"]
     subprocess.run([*exe, "migrate"], check=True, env=env)

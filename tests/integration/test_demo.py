@@ -24,7 +24,7 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
         pipeline,
         WATTSTREAM_API_PORT=str(port),
         WATTSTREAM_INGEST_METRICS_PORT=str(free_port()),
-        WATTSTREAM_METRICS_DIR=str(tmp_path / "metrics"),
+        WATTSTREAM_CACHE=str(tmp_path),  # as the demo: up picks the shared metrics directory itself
     )
     log = (tmp_path / "up.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
