@@ -125,6 +125,8 @@ SELECT format('CREATE ROLE wattstream_app LOGIN PASSWORD %L', :'app_pw')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wattstream_app') \gexec
 SELECT format('ALTER ROLE wattstream_owner PASSWORD %L', :'owner_pw') \gexec
 SELECT format('ALTER ROLE wattstream_app PASSWORD %L', :'app_pw') \gexec
+-- the owner may end the app role's sessions (dropping a test database, maintenance)
+GRANT pg_signal_backend TO wattstream_owner;
 \c template1
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 \c postgres

@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast
 from zoneinfo import ZoneInfo
 
-from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ingest.registry import MeterRecord, SiteRecord, SubItem, register
-from schemas.messages import Reading, encode_reading
+from ingest.sender import ReadingSender, reading_producer
+from schemas.messages import Reading
 from schemas.settings import Settings
 
 __all__ = [
@@ -363,50 +363,6 @@ class SimulationSummary:
     faults: list[InjectedFault] = field(default_factory=list)
 
 
-class _Sender:
-    """Readings to Kafka records keyed by site: one reading, or `batch` of one site per record."""
-
-    def __init__(self, producer: Any, topic: str, batch: int, summary: SimulationSummary) -> None:
-        self._producer, self._topic, self._batch, self._summary = producer, topic, batch, summary
-        self._buffers: dict[str, list[Reading]] = {}
-        self._pending: list[asyncio.Future[Any]] = []
-
-    async def add(self, reading: Reading) -> None:
-        if self._batch == 1:
-            await self._send(reading.site, reading)
-            return
-        buffer = self._buffers.setdefault(reading.site, [])
-        buffer.append(reading)
-        if len(buffer) >= self._batch:
-            del self._buffers[reading.site]
-            await self._send(reading.site, buffer)
-
-    async def flush(self) -> None:
-        """Send partial batches, then wait for every delivery; a failed one raises."""
-        buffers, self._buffers = self._buffers, {}
-        for site, buffer in buffers.items():
-            await self._send(site, buffer)
-        await self._producer.flush()
-        await self._settle()
-
-    async def _send(self, site: str, readings: Reading | list[Reading]) -> None:
-        self._pending.append(
-            await self._producer.send(self._topic, encode_reading(readings), key=site.encode())
-        )
-        self._summary.readings += len(readings) if isinstance(readings, list) else 1
-        self._summary.messages += 1
-        if len(self._pending) >= 10_000:
-            await self._settle()
-
-    async def _settle(self) -> None:
-        # asyncio.wait, not gather: being cancelled here must not cancel the delivery futures
-        if self._pending:
-            await asyncio.wait(self._pending)
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
-
-
 async def run_simulation(
     settings: Settings,
     *,
@@ -455,16 +411,10 @@ async def run_simulation(
     )
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="wattstream-simulate",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-    )
+    producer = reading_producer(settings, "wattstream-simulate")
     await producer.start()
     try:
-        sender = _Sender(producer, settings.topic_readings, batch, summary)
+        sender = ReadingSender(producer, settings.topic_readings, batch, summary)
         with display:
             task = display.add_task("simulate", total=count, rate=0.0, faults=0, sim="")
             try:
@@ -501,7 +451,7 @@ async def run_simulation(
 
 async def _produce(
     sim: Simulator,
-    sender: _Sender,
+    sender: ReadingSender,
     summary: SimulationSummary,
     rate: float,
     count: int | None,

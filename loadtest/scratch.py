@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,5 +61,18 @@ async def scratch(base: Settings, label: str, **overrides: Any) -> AsyncIterator
         await apply_migrations(s.migrate_database_url.get_secret_value(), s.app_role)
         yield await fresh_topics(s, label, **overrides)
     finally:
-        # a new connection each time: tests restart the database in between
-        await _owner_execute(base, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await _drop(base, database)
+
+
+async def _drop(base: Settings, database: str) -> None:
+    # a new connection each time (tests restart the database in between); the sessions of a
+    # process killed a moment ago can outlive it briefly, so retry a few times
+    for attempt in range(20):
+        try:
+            await _owner_execute(base, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        except (asyncpg.ObjectInUseError, asyncpg.InsufficientPrivilegeError):
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            return

@@ -12,12 +12,17 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.registry import MeterRecord, SiteRecord
+    from ingest.replay import SkipReport
+    from schemas.messages import Reading
 from wattstream.logs import configure_logging
 from wattstream.metrics import (
     enable_shared_metrics,
@@ -170,6 +175,96 @@ def simulate(
             progress=progress,
             register_fleet=register,
         )
+    )
+
+
+replay_app = typer.Typer(help="Replay real meter data files into Kafka as readings.", no_args_is_help=True)
+app.add_typer(replay_app, name="replay")
+
+ReplayRate = Annotated[float, typer.Option(help="readings per second; 0 = as fast as possible")]
+ReplayBatch = Annotated[int, typer.Option(min=1, help="readings per Kafka message")]
+SiteZone = Annotated[
+    str | None, typer.Option(help="the site's own time zone (local days), if not the file's")
+]
+Region = Annotated[str | None, typer.Option(help="the site's grid region, e.g. GB or CN-ZJ")]
+FloorArea = Annotated[float | None, typer.Option(min=0.0, help="floor area in m² (for EUI)")]
+
+
+def _replay(
+    readings_and_report: tuple[list[Reading], SkipReport],
+    site: SiteRecord,
+    meter: MeterRecord,
+    rate: float,
+    batch: int,
+) -> None:
+    from ingest.registry import register
+    from ingest.replay import describe, replay
+
+    readings, report = readings_and_report
+    s = _settings()
+    asyncio.run(register(s.database_url.get_secret_value(), [site], [meter]))
+    summary = asyncio.run(replay(s, readings, batch=batch, rate=rate, progress=sys.stderr.isatty()))
+    for line in describe(summary, report):
+        console.print(line)
+
+
+@replay_app.command("cambridge")
+def replay_cambridge(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="interval CSV: datetime,<load> [kWh]")
+    ],
+    site: Annotated[str, typer.Option(help="site id to replay as")],
+    meter: Annotated[str, typer.Option(help="meter name")] = "main",
+    tz: Annotated[str, typer.Option(help="time zone of the file's naive timestamps")] = "UTC",
+    site_timezone: SiteZone = None,
+    region: Region = None,
+    floor_area: FloorArea = None,
+    keep_zeros: Annotated[bool, typer.Option(help="count zero hours as zero instead of missing")] = False,
+    rate: ReplayRate = 0.0,
+    batch: ReplayBatch = 500,
+) -> None:
+    """A building's interval energy CSV (University of Cambridge Estates format) as a register."""
+    from ingest.registry import MeterRecord, SiteRecord
+    from ingest.replay import cambridge_interval_csv
+
+    configure_logging("WARNING")
+    _replay(
+        cambridge_interval_csv(file, site=site, meter=meter, tz=tz, zero_as_missing=not keep_zeros),
+        SiteRecord(
+            site, name=file.stem, region=region, timezone=site_timezone or tz, floor_area_m2=floor_area
+        ),
+        MeterRecord(site, meter, role="main"),
+        rate,
+        batch,
+    )
+
+
+@replay_app.command("biohpc")
+def replay_biohpc(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="server telemetry TSV (BioHPC export)")
+    ],
+    site: Annotated[str, typer.Option(help="site id to replay as")],
+    meter: Annotated[str, typer.Option(help="meter name")] = "it",
+    tz: Annotated[str, typer.Option(help="time zone of the file's naive timestamps")] = "America/New_York",
+    column: Annotated[str, typer.Option(help="the power column")] = "powerave",
+    unit: Annotated[str, typer.Option(help="W or kW")] = "W",
+    site_timezone: SiteZone = None,
+    region: Region = None,
+    rate: ReplayRate = 0.0,
+    batch: ReplayBatch = 500,
+) -> None:
+    """A data-centre server's power telemetry TSV as IT-load power readings."""
+    from ingest.registry import MeterRecord, SiteRecord
+    from ingest.replay import biohpc_power_tsv
+
+    configure_logging("WARNING")
+    _replay(
+        biohpc_power_tsv(file, site=site, meter=meter, tz=tz, column=column, unit=unit),
+        SiteRecord(site, name=file.stem, kind="datacentre", region=region, timezone=site_timezone or tz),
+        MeterRecord(site, meter, role="it_load"),
+        rate,
+        batch,
     )
 
 
