@@ -12,4 +12,7 @@ cleanup() {
 }
 trap cleanup EXIT
 bash "$here/services.sh" start
+# the real samples beside the clone (shared/data), replayed next to the simulated city
+data="$here/../../shared/data"
+if [[ -d $data ]]; then set -- --data-dir "$data" "$@"; fi
 "$VENV/bin/wattstream" up "$@"

@@ -284,13 +284,47 @@ def bench(
         console.print(report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4))))
 
 
+def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
+    """The demo's real data: Cambridge buildings (UK, local days in London) and a BioHPC GPU server."""
+    if data_dir is None:
+        return []
+    runs = []
+    for csv_file in sorted((data_dir / "buildings").glob("cambridge_*_electricity_*.csv")):
+        building = csv_file.name.split("_")[1]
+        runs.append(
+            (
+                f"replay {csv_file.name}",
+                [
+                    "cambridge",
+                    str(csv_file),
+                    "--site",
+                    f"uk-{building}",
+                    "--site-timezone",
+                    "Europe/London",
+                    "--region",
+                    "GB",
+                ],
+            )
+        )
+    for tsv in sorted((data_dir / "datacentre").glob("biohpc_*.tsv")):
+        server = tsv.name.split("_")[1]
+        runs.append(
+            (f"replay {tsv.name}", ["biohpc", str(tsv), "--site", f"us-{server}", "--region", "US-NY-NYIS"])
+        )
+    return runs
+
+
 @app.command()
 def up(
     rate: Annotated[float, typer.Option(help="simulator readings per second")] = 200.0,
     sites: Annotated[int, typer.Option(min=1, help="simulated sites")] = 20,
     speedup: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 60.0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="replay the real samples found here (buildings/, datacentre/)"),
+    ] = None,
 ) -> None:
-    """Run the whole system (migrate, topics, ingest worker, API, simulator) until Ctrl-C.
+    """Run the whole system (migrate, topics, ingest worker, API, simulator, replay) until Ctrl-C.
 
     Kafka and TimescaleDB must be running: `make demo` starts them through deploy/ first.
     """
@@ -323,6 +357,8 @@ def up(
             env=env,
         ),
     }
+    for name, args in _real_data_replays(data_dir):
+        children[name] = subprocess.Popen([*exe, "replay", *args], env=env)
     console.print(
         f"[bold green]wattstream is up[/bold green]: API http://{s.api_host}:{s.api_port}/docs  ·  "
         f"metrics http://{s.api_host}:{s.api_port}/metrics and http://{s.ingest_metrics_host}:"
@@ -339,7 +375,7 @@ def up(
     try:
         while not stopping:
             for name, proc in children.items():
-                if proc.poll() is not None and name != "simulate":
+                if name in ("ingest", "api") and proc.poll() is not None:
                     console.print(f"[red]{name} exited with {proc.returncode}; stopping[/red]")
                     stopping = True
             time.sleep(0.5)

@@ -38,6 +38,8 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
         "400",
         "--speedup",
         "120",
+        "--data-dir",
+        str(ROOT.parent / "shared" / "data"),
         env=env,
         cwd=ROOT,
         stdout=log,
@@ -70,7 +72,36 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
 
             await wait_for(flowing, 90, "sites and ingest metrics")
             meters = (await client.get("/v1/sites/hz-b001/meters")).json()
-            assert {m["meter"] for m in meters} >= {"main"}
+            assert {(m["meter"], m["role"]) for m in meters} >= {("main", "main"), ("sub-hvac", "sub_item")}
+
+            async def replayed() -> bool | object:
+                r = await client.get(
+                    "/v1/sites/uk-b10/energy",
+                    params={
+                        "start": "2021-01-01T00:00:00Z",
+                        "end": "2022-01-01T00:00:00Z",
+                        "resolution": "month",
+                    },
+                )
+                if r.status_code != 200:
+                    return r.text
+                total = r.json()["total_kwh"]
+                return abs(total - 55371.3) < 1e-6 or total
+
+            await wait_for(replayed, 90, "the Cambridge building's 2021 energy, replayed")
+            months = (
+                await client.get(
+                    "/v1/sites/uk-b10/energy",
+                    params={
+                        "start": "2021-01-01T00:00:00Z",
+                        "end": "2022-01-01T00:00:00Z",
+                        "resolution": "month",
+                    },
+                )
+            ).json()["buckets"]
+            assert (
+                len(months) == 12 and months[3]["start"] == "2021-03-31T23:00:00Z"
+            )  # April, London summer time
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
