@@ -26,8 +26,9 @@ lint: install  ## ruff
 typecheck: install  ## mypy --strict
 	$(VENV)/bin/mypy
 
-test: install  ## all tests: unit, then integration against real Kafka + TimescaleDB (started via deploy/)
+test: install  ## all tests (unit, integration against real Kafka + TimescaleDB via deploy/), then the kernels without JIT
 	$(VENV)/bin/pytest
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q tests/unit/test_energy_kernels.py
 
 test-unit: install  ## unit tests only (no services)
 	$(VENV)/bin/pytest tests/unit

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.energy import EnergyResult, interval_energy
+from ingest import metrics
 from ingest.pgcopy import Column, encode_copy
 from ingest.writer import ReadingRows
 from schemas.timeutil import from_epoch_us
@@ -90,7 +91,6 @@ class EnergyStage:
         self._bucket_us = bucket_s * 1_000_000
         self._bucket_s = bucket_s
         self._gap_s = gap_s
-        self.last_spikes = 0  # spikes refused in the last batch, for metrics
 
     async def prepare(self, conn: asyncpg.Connection) -> None:
         await conn.execute(CREATE_ENERGY_STAGE)
@@ -119,12 +119,13 @@ class EnergyStage:
         )
         await self._store(conn, result, window_meters, b0, b1)
         spikes = result.spikes
-        self.last_spikes = int(spikes.sum())
-        if self.last_spikes:
+        if spikes.any():
             ts = np.asarray(w["ts_us"], dtype=np.int64)[spikes]
-            await conn.execute(
+            status = await conn.execute(
                 _FLAG_SPIKES, np.asarray(w["meter_id"], dtype=np.int64)[spikes].tolist(), _ts(ts)
             )
+            # counted when first flagged: a recomputed window meets its old spikes again
+            metrics.SPIKES_REFUSED.inc(int(status.rsplit(" ", 1)[1]))
 
     async def _store(
         self,

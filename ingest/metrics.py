@@ -13,6 +13,7 @@ __all__ = [
     "QUARANTINED",
     "READINGS_VALID",
     "ROWS_WRITTEN",
+    "SPIKES_REFUSED",
 ]
 
 MESSAGES_CONSUMED = Counter(
@@ -39,5 +40,9 @@ CONSUMER_LAG = Gauge(
 )
 QUARANTINED = Counter(
     "wattstream_ingest_quarantined_total", "Valid readings kept in quarantine instead of applied", ["reason"]
+)
+SPIKES_REFUSED = Counter(
+    "wattstream_ingest_spikes_refused_total",
+    "Register jumps beyond a meter's max power over the elapsed time: flagged suspect, not added",
 )
 DB_RETRIES = Counter("wattstream_ingest_db_retries_total", "Batch writes retried after a database error")
