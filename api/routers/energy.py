@@ -73,12 +73,21 @@ def _check_range(start: datetime, end: datetime, resolution: Resolution) -> None
 
 
 async def _series(
-    pool: Db, meter_ids: list[int], start: datetime, end: datetime, resolution: Resolution, tz: str
-) -> tuple[list[EnergyBucket], float, float]:
+    pool: Db,
+    site_row: asyncpg.Record,
+    meter_ids: list[int],
+    start: datetime,
+    end: datetime,
+    resolution: Resolution,
+    *,
+    meter: str | None = None,
+    sub_item: str | None = None,
+) -> EnergySeries:
+    """The energy of these meters of one site, bucketed in the site's zone."""
+    tz = site_row["timezone"]
     rows = await pool.fetch(_SERIES, meter_ids, start, end, _INTERVAL[resolution], tz)
     buckets = []
-    total = covered = 0.0
-    span = 0.0
+    total = covered = span = 0.0
     for r in rows:
         length = (r["end"] - r["start"]).total_seconds() * max(len(meter_ids), 1)
         coverage = min(r["coverage_s"] / length, 1.0) if length else 0.0
@@ -89,7 +98,16 @@ async def _series(
         total += r["kwh"]
         covered += r["coverage_s"]
         span += length
-    return buckets, total, (covered / span if span else 0.0)
+    return EnergySeries(
+        site=site_row["site_id"],
+        meter=meter,
+        sub_item=sub_item,
+        resolution=resolution,
+        timezone=tz,
+        total_kwh=total,
+        coverage=covered / span if span else 0.0,
+        buckets=buckets,
+    )
 
 
 @router.get(
@@ -111,17 +129,7 @@ async def meter_energy(
     meter_id = await pool.fetchval(_METER, site, meter)
     if meter_id is None:
         raise NotFound(f"meter {meter!r} not found at site {site!r}")
-    buckets, total, coverage = await _series(pool, [meter_id], start, end, resolution, site_row["timezone"])
-    return EnergySeries(
-        site=site,
-        meter=meter,
-        sub_item=None,
-        resolution=resolution,
-        timezone=site_row["timezone"],
-        total_kwh=total,
-        coverage=coverage,
-        buckets=buckets,
-    )
+    return await _series(pool, site_row, [meter_id], start, end, resolution, meter=meter)
 
 
 @router.get(
@@ -147,17 +155,7 @@ async def _site_series(
 ) -> EnergySeries:
     site_row = await _site_or_404(pool, site)
     meter_ids = [r["meter_id"] for r in await pool.fetch(_SITE_METERS, site, sub_item)]
-    buckets, total, coverage = await _series(pool, meter_ids, start, end, resolution, site_row["timezone"])
-    return EnergySeries(
-        site=site,
-        meter=None,
-        sub_item=sub_item,
-        resolution=resolution,
-        timezone=site_row["timezone"],
-        total_kwh=total,
-        coverage=coverage,
-        buckets=buckets,
-    )
+    return await _series(pool, site_row, meter_ids, start, end, resolution, sub_item=sub_item)
 
 
 MAX_SITES = 100
@@ -228,15 +226,15 @@ async def site_now(pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> 
         now_row = await conn.fetchrow(_NOW, site)
         day = await conn.fetchrow(_LOCAL_MIDNIGHT, tz)
         meter_ids = [r["meter_id"] for r in await conn.fetch(_SITE_METERS, site, None)]
-    _, total, coverage = await _series(pool, meter_ids, day["midnight"], day["now"], "day", tz)
+    today = await _series(pool, site_row, meter_ids, day["midnight"], day["now"], "day")
     return SiteNow(
         site=site,
         power_kw=now_row["power_kw"],
         as_of=now_row["as_of"],
         meters_reporting=now_row["reporting"],
-        today_kwh=total,
+        today_kwh=today.total_kwh,
         today_start=day["midnight"],
-        today_coverage=coverage,
+        today_coverage=today.coverage,
     )
 
 
