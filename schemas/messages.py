@@ -29,7 +29,11 @@ __all__ = [
 ]
 
 IDENTIFIER: Final = r"^\w[\w.:\-]{0,63}$"
-_Id = Annotated[str, msgspec.Meta(pattern=IDENTIFIER, description="site or meter id")]
+# msgspec matches with Python's `re`, where `$` also matches before a trailing newline ("a\n"
+# would pass); `\Z` is the true end there, but pydantic's Rust regex (IDENTIFIER's other users)
+# rejects `\Z`, so only the decoder gets this form.
+_IDENTIFIER_RE: Final = IDENTIFIER.removesuffix("$") + r"\Z"
+_Id = Annotated[str, msgspec.Meta(pattern=_IDENTIFIER_RE, description="site or meter id")]
 # msgspec turns JSON numbers past float range into "Number out of range"; the upper bound
 # also keeps absurd registers out (1e15 kWh is more than the world uses in a decade).
 _Kwh = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
@@ -128,6 +132,12 @@ def _classify(exc: msgspec.ValidationError) -> InvalidMessage:
     return InvalidMessage(reason, text)
 
 
+def _malformed(raw: bytes | msgspec.Raw, exc: msgspec.DecodeError) -> InvalidMessage:
+    if _NON_FINITE.search(bytes(raw)):
+        return InvalidMessage("non_finite_value", f"NaN or Infinity is not a number: {exc}")
+    return InvalidMessage("not_json", str(exc))
+
+
 class ReadingDecoder:
     """Decodes Kafka record values into readings; never raises on bad input.
 
@@ -158,8 +168,12 @@ class ReadingDecoder:
         if b'"readings"' in value:
             try:
                 batch = self._batch.decode(value)
-            except msgspec.DecodeError:
-                pass  # not a batch after all: judge it as a single reading below
+            except msgspec.ValidationError:
+                pass  # JSON, but not a batch after all: judge it as a single reading below
+            except msgspec.DecodeError as exc:
+                # Malformed JSON: judged as a single reading, a batch with one NaN element
+                # would be refused for its `readings` key (unknown_field) instead.
+                return [], [_malformed(value, exc)]
             else:
                 if not batch.readings:
                     return [], [InvalidMessage("empty_batch", "`readings` is an empty list")]
@@ -183,9 +197,7 @@ class ReadingDecoder:
         except msgspec.ValidationError as exc:
             return None, _classify(exc)
         except msgspec.DecodeError as exc:
-            if _NON_FINITE.search(bytes(raw)):
-                return None, InvalidMessage("non_finite_value", f"NaN or Infinity is not a number: {exc}")
-            return None, InvalidMessage("not_json", str(exc))
+            return None, _malformed(raw, exc)
         if r.energy_kwh is None and r.power_kw is None:
             return None, InvalidMessage(
                 "no_measurement", "at least one of energy_kwh and power_kw is required"

@@ -87,6 +87,14 @@ INVALID = [
         json.dumps({"site": "x" * 65, "meter": "m", "ts": 1795486500000, "power_kw": 1}).encode(),
         "bad_identifier",
     ),
+    (
+        json.dumps({"site": "a\n", "meter": "m", "ts": 1795486500000, "power_kw": 1}).encode(),
+        "bad_identifier",
+    ),
+    (
+        b'{"readings": [{"site": "a", "meter": "m", "ts": 1795486500000, "power_kw": NaN}]}',
+        "non_finite_value",
+    ),
     (_enc(ts="yesterday"), "bad_timestamp"),
     (_enc(ts="2026-11-24T10:15:00"), "naive_timestamp"),
     (_enc(ts="2026-11-26T10:15:00+08:00"), "future_timestamp"),
