@@ -132,7 +132,7 @@ def _classify(exc: msgspec.ValidationError) -> InvalidMessage:
     return InvalidMessage(reason, text)
 
 
-def _malformed(raw: bytes | msgspec.Raw, exc: msgspec.DecodeError) -> InvalidMessage:
+def _malformed(raw: bytes | msgspec.Raw, exc: msgspec.DecodeError | UnicodeDecodeError) -> InvalidMessage:
     if _NON_FINITE.search(bytes(raw)):
         return InvalidMessage("non_finite_value", f"NaN or Infinity is not a number: {exc}")
     return InvalidMessage("not_json", str(exc))
@@ -170,7 +170,9 @@ class ReadingDecoder:
                 batch = self._batch.decode(value)
             except msgspec.ValidationError:
                 pass  # JSON, but not a batch after all: judge it as a single reading below
-            except msgspec.DecodeError as exc:
+            # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string
+            # it has to build (a key, or a str field): that is malformed JSON too.
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 # Malformed JSON: judged as a single reading, a batch with one NaN element
                 # would be refused for its `readings` key (unknown_field) instead.
                 return [], [_malformed(value, exc)]
@@ -196,7 +198,7 @@ class ReadingDecoder:
             r = self._reading.decode(raw)
         except msgspec.ValidationError as exc:
             return None, _classify(exc)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return None, _malformed(raw, exc)
         if r.energy_kwh is None and r.power_kw is None:
             return None, InvalidMessage(
