@@ -468,6 +468,9 @@ def test_batch_with_out_of_range_element_keeps_the_rest() -> None:
 
 # --- properties ------------------------------------------------------------------------
 
+# No per-example deadline: the machine is shared, and a slow example is not a wrong one.
+_PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 
 def _check_outcome(value: bytes, decoder: ReadingDecoder = DECODER) -> tuple[list[Any], list[Any]]:
     good, bad = decoder.decode(value, NOW)
@@ -485,7 +488,7 @@ def _check_outcome(value: bytes, decoder: ReadingDecoder = DECODER) -> tuple[lis
     return good, bad
 
 
-@settings(max_examples=400)
+@settings(_PROPERTY, max_examples=400)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(value: bytes) -> None:
     _check_outcome(value)
@@ -509,7 +512,7 @@ _json = st.recursive(
 _fields = st.sampled_from(["site", "meter", "ts", "energy_kwh", "power_kw", "quality", "readings", "x"])
 
 
-@settings(max_examples=400)
+@settings(_PROPERTY, max_examples=400)
 @given(st.dictionaries(_fields, _json, max_size=7), st.booleans())
 def test_arbitrary_json_objects_are_judged_never_as_not_json(obj: dict[str, Any], batch: bool) -> None:
     value = json.dumps({"readings": [obj]} if batch else obj).encode()
@@ -518,14 +521,14 @@ def test_arbitrary_json_objects_are_judged_never_as_not_json(obj: dict[str, Any]
     _check_outcome(value, LENIENT)
 
 
-@settings(max_examples=200)
+@settings(_PROPERTY, max_examples=200)
 @given(_json.filter(lambda v: not isinstance(v, dict)))
 def test_json_that_is_not_an_object_is_not_an_object(value: Any) -> None:
     bad = _invalid(json.dumps(value).encode())
     assert bad.reason == "not_an_object"
 
 
-@settings(max_examples=300)
+@settings(_PROPERTY, max_examples=300)
 @given(st.data())
 def test_mutated_valid_messages_never_raise(data: st.DataObject) -> None:
     value = bytearray(_msg(power_kw=2.0, quality="estimated"))
@@ -593,7 +596,7 @@ def test_exact_us_oracle() -> None:
     assert _exact_us(T_0215_S * 1000) == T_0215_S * US
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(_PROPERTY, max_examples=300)
 @given(_readings)
 def test_valid_readings_decode_exactly(reading: Reading) -> None:
     r = _valid(encode_reading(reading))
@@ -619,7 +622,7 @@ _CORRUPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(_PROPERTY, max_examples=150)
 @given(st.lists(_readings, min_size=1, max_size=25), st.data())
 def test_batch_with_a_corrupted_subset(readings: list[Reading], data: st.DataObject) -> None:
     n = len(readings)
@@ -641,7 +644,7 @@ def test_batch_with_a_corrupted_subset(readings: list[Reading], data: st.DataObj
     assert [(b.index, b.reason) for b in bad] == [(i, kinds[i][0]) for i in sorted(corrupt)]
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(_PROPERTY, max_examples=100)
 @given(st.lists(_readings, min_size=1, max_size=20))
 def test_encoded_batches_decode_exactly(readings: list[Reading]) -> None:
     good, bad = DECODER.decode(encode_reading(readings), NOW)
