@@ -179,7 +179,7 @@ async def many_sites_energy(
     if len(site) > MAX_SITES:
         raise ApiError(f"at most {MAX_SITES} sites per request", field="site")
     for s in site:
-        if not _ID.match(s):
+        if not _ID.fullmatch(s):  # fullmatch: `$` alone would let "id\n" through
             raise ApiError(f"{s!r} is not a site id", field="site")
     _check_range(start, end, resolution)
     return [await _site_series(pool, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]

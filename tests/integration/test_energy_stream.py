@@ -323,3 +323,6 @@ async def test_site_now_and_sub_meter_balance(pipeline: Settings, tmp_path: Path
         )
         assert too_many.status_code == 422
         assert too_many.json()["error"]["field"] == "site"
+        newline = await client.get("/v1/energy", params=[("site", f"{site}\n"), *window.items()])
+        assert newline.status_code == 422, "an id with a trailing newline is not an id"
+        assert newline.json()["error"]["field"] == "site"
