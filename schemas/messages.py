@@ -20,20 +20,23 @@ __all__ = [
     "QUALITY_CODES",
     "QUALITY_NAMES",
     "REASONS",
+    "IDENTIFIER_STRICT",
     "InvalidMessage",
     "Reading",
     "ReadingBatch",
     "ReadingDecoder",
     "ValidReading",
+    "classify_error",
     "encode_reading",
+    "malformed_error",
 ]
 
 IDENTIFIER: Final = r"^\w[\w.:\-]{0,63}$"
 # msgspec matches with Python's `re`, where `$` also matches before a trailing newline ("a\n"
 # would pass); `\Z` is the true end there, but pydantic's Rust regex (IDENTIFIER's other users)
 # rejects `\Z`, so only the decoder gets this form.
-_IDENTIFIER_RE: Final = IDENTIFIER.removesuffix("$") + r"\Z"
-_Id = Annotated[str, msgspec.Meta(pattern=_IDENTIFIER_RE, description="site or meter id")]
+IDENTIFIER_STRICT: Final = IDENTIFIER.removesuffix("$") + r"\Z"
+_Id = Annotated[str, msgspec.Meta(pattern=IDENTIFIER_STRICT, description="site or meter id")]
 # msgspec turns JSON numbers past float range into "Number out of range"; the upper bound
 # also keeps absurd registers out (1e15 kWh is more than the world uses in a decade).
 _Kwh = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
@@ -109,7 +112,7 @@ class ValidReading:
 _NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity|inf)(?![\w\"])")
 
 
-def _classify(exc: msgspec.ValidationError) -> InvalidMessage:
+def classify_error(exc: msgspec.ValidationError) -> InvalidMessage:
     text = str(exc)
     if text.startswith("Expected `object`"):
         reason = "not_an_object"
@@ -132,7 +135,7 @@ def _classify(exc: msgspec.ValidationError) -> InvalidMessage:
     return InvalidMessage(reason, text)
 
 
-def _malformed(raw: bytes | msgspec.Raw, exc: msgspec.DecodeError | UnicodeDecodeError) -> InvalidMessage:
+def malformed_error(raw: bytes | msgspec.Raw, exc: msgspec.DecodeError | UnicodeDecodeError) -> InvalidMessage:
     if _NON_FINITE.search(bytes(raw)):
         return InvalidMessage("non_finite_value", f"NaN or Infinity is not a number: {exc}")
     return InvalidMessage("not_json", str(exc))
@@ -175,7 +178,7 @@ class ReadingDecoder:
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 # Malformed JSON: judged as a single reading, a batch with one NaN element
                 # would be refused for its `readings` key (unknown_field) instead.
-                return [], [_malformed(value, exc)]
+                return [], [malformed_error(value, exc)]
             else:
                 if not batch.readings:
                     return [], [InvalidMessage("empty_batch", "`readings` is an empty list")]
@@ -197,9 +200,9 @@ class ReadingDecoder:
         try:
             r = self._reading.decode(raw)
         except msgspec.ValidationError as exc:
-            return None, _classify(exc)
+            return None, classify_error(exc)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            return None, _malformed(raw, exc)
+            return None, malformed_error(raw, exc)
         if r.energy_kwh is None and r.power_kw is None:
             return None, InvalidMessage(
                 "no_measurement", "at least one of energy_kwh and power_kw is required"

@@ -1,0 +1,63 @@
+"""What every grid feed adapter shares: record builders and the result type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ingest.replay import SkipReport
+
+__all__ = ["FeedResult", "intensity_record", "mix_record"]
+
+
+@dataclass
+class FeedResult:
+    """Grid records (wire dicts, oldest first) and what was left out of the source, by reason."""
+
+    records: list[dict[str, object]] = field(default_factory=list)
+    report: SkipReport = field(default_factory=SkipReport)
+
+
+def _ts(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError("grid record times must be timezone-aware")
+    return ts.astimezone(UTC).isoformat()
+
+
+def mix_record(
+    region: str,
+    ts: datetime,
+    interval_s: int,
+    generation_mw: Mapping[str, float],
+    imports_mw: Mapping[str, float] | None = None,
+    exports_mw: Mapping[str, float] | None = None,
+    emissions_t_per_h: float | None = None,
+    revision: int = 0,
+) -> dict[str, object]:
+    """A generation-mix record; `ts` is the start of the interval the MW values average over."""
+    record: dict[str, object] = {
+        "region": region,
+        "ts": _ts(ts),
+        "interval_s": interval_s,
+        "generation_mw": dict(generation_mw),
+        "imports_mw": dict(imports_mw or {}),
+        "exports_mw": dict(exports_mw or {}),
+        "revision": revision,
+    }
+    if emissions_t_per_h is not None:
+        record["emissions_t_per_h"] = emissions_t_per_h
+    return record
+
+
+def intensity_record(
+    region: str, ts: datetime, interval_s: int, intensity_g_per_kwh: float, kind: str = "actual"
+) -> dict[str, object]:
+    """A published-intensity record for the interval starting at `ts`."""
+    return {
+        "region": region,
+        "ts": _ts(ts),
+        "interval_s": interval_s,
+        "intensity_g_per_kwh": intensity_g_per_kwh,
+        "kind": kind,
+    }
