@@ -171,8 +171,8 @@ class GridDecoder:
 
     @staticmethod
     def _mix(w: _Wire, ts_us: int) -> tuple[GridRecord | None, InvalidMessage | None]:
-        assert w.generation_mw is not None
-        for key, mw in w.generation_mw.items():
+        generation = w.generation_mw or {}
+        for key, mw in generation.items():
             fuel = fuel_of(key)
             if fuel is None:
                 return None, InvalidMessage(
@@ -184,7 +184,7 @@ class GridDecoder:
                 )
             if not math.isfinite(mw):
                 return None, InvalidMessage("non_finite_value", f"generation_mw.{key} is not finite")
-        if not any(mw > 0 for mw in w.generation_mw.values()):
+        if not any(mw > 0 for mw in generation.values()):
             return None, InvalidMessage("no_generation", "generation_mw has no positive generation")
         for side in (w.imports_mw, w.exports_mw):
             if w.region in side:
@@ -194,7 +194,7 @@ class GridDecoder:
                 w.region,
                 ts_us,
                 w.interval_s,
-                dict(w.generation_mw),
+                dict(generation),
                 dict(w.imports_mw),
                 dict(w.exports_mw),
                 w.emissions_t_per_h,

@@ -17,10 +17,10 @@ import msgspec
 from schemas.timeutil import to_epoch_us
 
 __all__ = [
+    "IDENTIFIER_STRICT",
     "QUALITY_CODES",
     "QUALITY_NAMES",
     "REASONS",
-    "IDENTIFIER_STRICT",
     "InvalidMessage",
     "Reading",
     "ReadingBatch",
@@ -135,7 +135,9 @@ def classify_error(exc: msgspec.ValidationError) -> InvalidMessage:
     return InvalidMessage(reason, text)
 
 
-def malformed_error(raw: bytes | msgspec.Raw, exc: msgspec.DecodeError | UnicodeDecodeError) -> InvalidMessage:
+def malformed_error(
+    raw: bytes | msgspec.Raw, exc: msgspec.DecodeError | UnicodeDecodeError
+) -> InvalidMessage:
     if _NON_FINITE.search(bytes(raw)):
         return InvalidMessage("non_finite_value", f"NaN or Infinity is not a number: {exc}")
     return InvalidMessage("not_json", str(exc))
