@@ -22,7 +22,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from ingest.errors import FencedOffsets
+from ingest.consumer import NO_STORED_OFFSET, OffsetAdvance, OffsetStore
 from ingest.pgcopy import COPY_COLUMNS, encode_readings_copy
 from schemas.timeutil import from_epoch_us, to_epoch_us
 
@@ -36,7 +36,6 @@ __all__ = [
     "WriteResult",
 ]
 
-NO_STORED_OFFSET = -1
 _NO_STATE = np.iinfo(np.int64).min
 
 CREATE_STAGE = """
@@ -50,21 +49,6 @@ ON CONFLICT (meter_id, ts) DO UPDATE
    SET energy_kwh = EXCLUDED.energy_kwh, power_kw = EXCLUDED.power_kw, quality = EXCLUDED.quality
  WHERE (r.energy_kwh, r.power_kw, r.quality)
        IS DISTINCT FROM (EXCLUDED.energy_kwh, EXCLUDED.power_kw, EXCLUDED.quality)
-"""
-_ADVANCE_OFFSETS = """
-WITH advance AS (
-    SELECT * FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS a(partition, expected, next_offset)
-)
-INSERT INTO ingest_offsets AS o (consumer_group, topic, partition, next_offset)
-SELECT $1, $2, partition, next_offset FROM advance
-ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-   SET next_offset = EXCLUDED.next_offset, updated_at = now()
- WHERE o.next_offset = (SELECT expected FROM advance WHERE advance.partition = o.partition)
-RETURNING partition
-"""
-_STORED_OFFSETS = """
-SELECT partition, next_offset FROM ingest_offsets
- WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])
 """
 _QUARANTINE = """
 INSERT INTO quarantine
@@ -140,15 +124,6 @@ class ReadingRows:
 
 
 @dataclass(frozen=True, slots=True)
-class OffsetAdvance:
-    """Move a partition's stored offset from `expected` (or from no row) to `next_offset`."""
-
-    partition: int
-    expected: int
-    next_offset: int
-
-
-@dataclass(frozen=True, slots=True)
 class QuarantineRow:
     """A valid reading the domain refused to apply, kept with where it came from and why."""
 
@@ -186,8 +161,7 @@ class ReadingWriter:
     """Writes batches for one consumer group and topic; holds the per-meter last timestamps."""
 
     def __init__(self, consumer_group: str, topic: str, stages: Sequence[BatchStage] = ()) -> None:
-        self._group = consumer_group
-        self._topic = topic
+        self._offsets = OffsetStore(consumer_group, topic)
         self._stages = tuple(stages)
         self._last_ts: dict[int, int] = {}
 
@@ -201,8 +175,7 @@ class ReadingWriter:
         self._last_ts.clear()
 
     async def stored_offsets(self, conn: asyncpg.Connection, partitions: Sequence[int]) -> dict[int, int]:
-        rows = await conn.fetch(_STORED_OFFSETS, self._group, self._topic, list(partitions))
-        return {r["partition"]: r["next_offset"] for r in rows}
+        return await self._offsets.stored(conn, partitions)
 
     async def write(
         self,
@@ -218,8 +191,7 @@ class ReadingWriter:
         in_order = rows.ts_us > last
         fast, slow = rows.take(in_order), rows.take(~in_order)
         async with conn.transaction():
-            if offsets:
-                await self._advance(conn, offsets)
+            await self._offsets.advance(conn, offsets)
             copied = upserted = unchanged = 0
             fell_back = False
             if len(fast):
@@ -242,19 +214,6 @@ class ReadingWriter:
                 await stage.apply(conn, rows)
         self._last_ts.update(new_last)
         return WriteResult(copied, upserted, unchanged, fell_back)
-
-    async def _advance(self, conn: asyncpg.Connection, offsets: Sequence[OffsetAdvance]) -> None:
-        moved = await conn.fetch(
-            _ADVANCE_OFFSETS,
-            self._group,
-            self._topic,
-            [o.partition for o in offsets],
-            [o.expected for o in offsets],
-            [o.next_offset for o in offsets],
-        )
-        if len(moved) != len(offsets):
-            lost = sorted({o.partition for o in offsets} - {r["partition"] for r in moved})
-            raise FencedOffsets(f"{self._topic} partitions {lost} were advanced by another consumer")
 
     def latest(self, meter_id: int) -> int | None:
         """The newest stored reading time (epoch µs) of a meter whose state is loaded; None if it has none."""
