@@ -9,6 +9,10 @@ __all__ = [
     "CONSUMER_LAG",
     "DB_RETRIES",
     "DEADLETTERED",
+    "EMISSIONS_WRITTEN",
+    "GRID_RECORDS",
+    "INTENSITY_SECONDS",
+    "INTENSITY_WRITTEN",
     "MESSAGES_CONSUMED",
     "QUARANTINED",
     "READINGS_VALID",
@@ -46,3 +50,19 @@ SPIKES_REFUSED = Counter(
     "Register jumps beyond a meter's max power over the elapsed time: flagged suspect, not added",
 )
 DB_RETRIES = Counter("wattstream_ingest_db_retries_total", "Batch writes retried after a database error")
+GRID_RECORDS = Counter("wattstream_grid_records_total", "Valid grid records applied, by kind", ["kind"])
+INTENSITY_WRITTEN = Counter(
+    "wattstream_grid_intensity_rows_total",
+    "Grid intensity rows new or restated (unchanged recomputations are not counted), by basis",
+    ["basis"],
+)
+EMISSIONS_WRITTEN = Counter(
+    "wattstream_site_emission_rows_total",
+    "Site emission rows new or restated, by the consumer that wrote them",
+    ["by"],
+)
+INTENSITY_SECONDS = Histogram(
+    "wattstream_grid_intensity_seconds",
+    "Time to compute the intensity of one batch's timestamps (factor lookup, kernels, flow tracing)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -38,7 +38,9 @@ async def fresh_topics(s: Settings, label: str, **overrides: Any) -> Settings:
             "topic_readings": f"{run}.readings",
             "topic_grid": f"{run}.grid",
             "topic_deadletter": f"{run}.deadletter",
+            "topic_intensity": f"{run}.intensity",
             "consumer_group": run,
+            "grid_consumer_group": f"{run}-grid",
             **overrides,
         }
     )

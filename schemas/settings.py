@@ -37,13 +37,17 @@ class Settings(BaseSettings):
     topic_readings: str = "wattstream.readings.v1"
     topic_grid: str = "wattstream.grid.v1"
     topic_deadletter: str = "wattstream.deadletter.v1"
+    topic_intensity: str = "wattstream.intensity.v1"
     readings_partitions: int = Field(12, ge=6, description="keyed by site; per-site state is partition-local")
     grid_partitions: int = Field(3, ge=1)
     deadletter_partitions: int = Field(3, ge=1)
+    intensity_partitions: int = Field(3, ge=1)
     readings_retention_ms: int = 7 * _DAY_MS
     grid_retention_ms: int = 30 * _DAY_MS
     deadletter_retention_ms: int = 90 * _DAY_MS
+    intensity_retention_ms: int = 7 * _DAY_MS
     consumer_group: str = "wattstream-ingest"
+    grid_consumer_group: str = "wattstream-grid"
 
     # --- database ---
     database_url: SecretStr = SecretStr(
@@ -88,6 +92,28 @@ class Settings(BaseSettings):
         description="readings further apart leave uncovered time (power) or an estimate (registers)",
     )
 
+    # --- grid carbon ---
+    max_forecast_s: float = Field(
+        7 * 86_400.0, gt=0, description="forecast intensities further ahead of now are dead-lettered"
+    )
+    factor_files: list[Path] = Field(
+        default_factory=list,
+        description="extra factor files (JSON list of paths): wattstream's format, or Electricity Maps "
+        "config/defaults.yaml and config/zones/<ZONE>.yaml as they are",
+    )
+    factor_choices: dict[str, str] = Field(
+        default_factory=dict,
+        description="the factor set per region and scope (JSON), e.g. "
+        '{"CN-ZJ:lifecycle": "ipcc2014-lifecycle"}; otherwise a region\'s own Electricity Maps zone set '
+        "if loaded, else the IPCC 2014 set of the scope",
+    )
+    emissions_scope: Literal["lifecycle", "direct"] = Field(
+        "lifecycle", description="which factor scope site emissions use"
+    )
+    emissions_tolerance_s: float = Field(
+        3600.0, ge=0, description="an emission bucket without intensity uses the nearest interval this close"
+    )
+
     # --- metrics ---
     metrics_dir: Path | None = Field(
         None,
@@ -119,6 +145,11 @@ class Settings(BaseSettings):
             ),
             TopicSpec(
                 name=self.topic_grid, partitions=self.grid_partitions, retention_ms=self.grid_retention_ms
+            ),
+            TopicSpec(
+                name=self.topic_intensity,
+                partitions=self.intensity_partitions,
+                retention_ms=self.intensity_retention_ms,
             ),
             TopicSpec(
                 name=self.topic_deadletter,

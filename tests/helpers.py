@@ -38,6 +38,8 @@ def settings_env(s: Settings, **extra: str) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        if isinstance(value, list | dict):
+            value = json.dumps(value, default=str)
         env[f"WATTSTREAM_{name.upper()}"] = str(value)
     env.update(extra)
     return env
@@ -124,8 +126,11 @@ def make_stream(
     return st
 
 
-async def produce(settings: Settings, messages: list[tuple[bytes, bytes]], *, seconds: float = 0.0) -> None:
-    """Send messages in order; spread over about `seconds` when given (for mid-stream faults)."""
+async def produce(
+    settings: Settings, messages: list[tuple[bytes, bytes]], *, seconds: float = 0.0, topic: str | None = None
+) -> None:
+    """Send messages in order (to the readings topic unless `topic` is given); spread over about
+    `seconds` when given (for mid-stream faults)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
@@ -133,7 +138,7 @@ async def produce(settings: Settings, messages: list[tuple[bytes, bytes]], *, se
         pause = seconds / max(len(messages) / chunk, 1)
         for i in range(0, len(messages), chunk):
             futures = [
-                await producer.send(settings.topic_readings, value=v, key=k)
+                await producer.send(topic or settings.topic_readings, value=v, key=k)
                 for k, v in messages[i : i + chunk]
             ]
             await asyncio.gather(*futures)

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from rich.console import Console
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
+    from ingest.feeds.common import FeedResult
     from ingest.registry import MeterRecord, SiteRecord
     from ingest.replay import SkipReport
     from schemas.messages import Reading
@@ -93,14 +94,42 @@ def topics(log_level: LogLevel = "INFO") -> None:
 
 
 @app.command()
-def ingest(log_level: LogLevel = "INFO") -> None:
-    """Consume readings from Kafka into TimescaleDB until SIGTERM / Ctrl-C (drains, then commits)."""
+def ingest(
+    only: Annotated[
+        str | None, typer.Option(help="run only this consumer: readings or grid (default: both)")
+    ] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Consume readings and grid records from Kafka into TimescaleDB until SIGTERM / Ctrl-C
+    (each consumer drains, then commits)."""
     configure_logging(log_level)
     s = _settings()  # first: it chooses where metrics live before prometheus_client is imported
+    if only not in (None, "readings", "grid"):
+        console.print("[red]--only must be readings or grid[/red]")
+        raise typer.Exit(2)
     from prometheus_client import start_http_server
 
+    from ingest.grid import GridWorker
     from ingest.worker import IngestWorker
-    from wattstream.wiring import batch_stages
+    from wattstream.wiring import batch_stages, factor_library, grid_carbon
+
+    factors = factor_library(s)
+    consumers: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    if only in (None, "readings"):
+        consumers.append(IngestWorker(s, batch_stages(s, factors)).run)
+    if only in (None, "grid"):
+        consumers.append(GridWorker(s, grid_carbon(s, factors)).run)
+
+    async def run_all(stop: asyncio.Event) -> None:
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(run(stop)) for run in consumers]
+        try:
+            # one consumer failing stops the others: the process exits and its supervisor restarts it
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     server = None
     if s.ingest_metrics_port:
@@ -108,7 +137,7 @@ def ingest(log_level: LogLevel = "INFO") -> None:
             s.ingest_metrics_port, addr=s.ingest_metrics_host, registry=metrics_registry(s.metrics_dir)
         )
     try:
-        asyncio.run(_with_stop_signals(IngestWorker(s, batch_stages(s)).run))
+        asyncio.run(_with_stop_signals(run_all))
     finally:
         if server is not None:
             server.shutdown()
@@ -266,6 +295,86 @@ def replay_biohpc(
         rate,
         batch,
     )
+
+
+GridRate = Annotated[float, typer.Option(help="grid records per second; 0 = as fast as possible")]
+
+
+def _replay_grid(result: FeedResult, rate: float) -> None:
+    from ingest.feeds.send import send_grid_records
+
+    s = _settings()
+    summary = asyncio.run(send_grid_records(s, result.records, rate=rate, progress=sys.stderr.isatty()))
+    state = "cancelled after " if summary.cancelled else ""
+    console.print(
+        f"{state}{summary.records} grid records for {summary.regions} region(s), "
+        f"{summary.first_ts} to {summary.last_ts}"
+    )
+    for reason, n in result.report.counts.most_common():
+        shown = "; ".join(f"#{line}: {text}" for line, text in result.report.examples[reason])
+        console.print(f"  skipped {n} × {reason} (e.g. {shown})")
+
+
+@replay_app.command("opennem")
+def replay_opennem(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Open Electricity power JSON")],
+    region: Annotated[str, typer.Option(help="the region the response is for")] = "AU-SA",
+    neighbour: Annotated[
+        str, typer.Option(help="the region its aggregated imports/exports flow from and to")
+    ] = "AU-NEM",
+    rate: GridRate = 0.0,
+) -> None:
+    """An Open Electricity (OpenNEM) power response as generation-mix records, with emissions."""
+    from ingest.feeds.opennem import opennem_power_json
+
+    configure_logging("WARNING")
+    _replay_grid(opennem_power_json(file, region=region, neighbour=neighbour), rate)
+
+
+factors_app = typer.Typer(
+    help="Emission factor sets: what is loaded, and exporting a publisher's.", no_args_is_help=True
+)
+app.add_typer(factors_app, name="factors")
+
+
+@factors_app.command("list")
+def factors_list() -> None:
+    """Every factor set and annual grid table loaded with the settings, with provenance."""
+    from wattstream.wiring import factor_library
+
+    lib = factor_library(_settings())
+    for fs in lib.sets.values():
+        console.print(
+            f"[bold]{fs.name}[/bold] ({fs.scope}, {fs.unit}{', ' + fs.region if fs.region else ''})"
+        )
+        console.print(f"  fuels: {', '.join(sorted(fs.steps))}")
+        console.print(f"  source: {fs.source[:300]}")
+        console.print(f"  licence: {fs.licence}")
+    for table in lib.annual.values():
+        years = ", ".join(str(y) for y in sorted(table.values))
+        console.print(f"[bold]{table.name}[/bold] (annual grid averages, {table.unit}, years {years})")
+        console.print(f"  source: {table.source}")
+        console.print(f"  licence: {table.licence}")
+
+
+@factors_app.command("opennem-publisher")
+def factors_opennem_publisher(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Open Electricity power JSON")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="the factor file to write (YAML)")],
+    name: Annotated[str, typer.Option(help="the factor set's name")] = "opennem-publisher",
+    region: Annotated[str, typer.Option(help="the region the response is for")] = "AU-SA",
+) -> None:
+    """Write the publisher's own per-technology factors (emissions ÷ energy, per interval) as a
+    factor file, to load with WATTSTREAM_FACTOR_FILES."""
+    import yaml
+
+    from ingest.feeds.opennem import publisher_factor_set
+
+    out.write_text(
+        yaml.safe_dump(publisher_factor_set(file, name=name, region=region), sort_keys=False),
+        encoding="utf-8",
+    )
+    console.print(f"wrote {out} (factor set {name!r})")
 
 
 @app.command()

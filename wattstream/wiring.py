@@ -1,14 +1,31 @@
-"""How the pieces fit: the batch stages every ingest worker runs, built from the settings."""
+"""How the pieces fit: the factor library and the batch stages every ingest worker runs, from the settings."""
 
 from __future__ import annotations
 
+from core.factors import FactorLibrary
+from ingest.carbon import EmissionsStage, GridCarbon
 from ingest.energy import EnergyStage
 from ingest.writer import BatchStage
 from schemas.settings import Settings
 
-__all__ = ["batch_stages"]
+__all__ = ["batch_stages", "factor_library", "grid_carbon"]
 
 
-def batch_stages(s: Settings) -> list[BatchStage]:
-    """Derived rows written in each batch's transaction, in order."""
-    return [EnergyStage(bucket_s=s.energy_bucket_s, gap_s=s.energy_gap_s)]
+def factor_library(s: Settings) -> FactorLibrary:
+    return FactorLibrary.load(s.factor_files, s.factor_choices)
+
+
+def grid_carbon(s: Settings, factors: FactorLibrary) -> GridCarbon:
+    return GridCarbon(
+        factors,
+        emissions_scope=s.emissions_scope,
+        tolerance_s=s.emissions_tolerance_s,
+        bucket_s=s.energy_bucket_s,
+    )
+
+
+def batch_stages(s: Settings, factors: FactorLibrary | None = None) -> list[BatchStage]:
+    """Derived rows written in each readings batch's transaction, in order: energy, then the
+    emissions of the buckets whose energy it recomputed."""
+    carbon = grid_carbon(s, factors or factor_library(s))
+    return [EnergyStage(bucket_s=s.energy_bucket_s, gap_s=s.energy_gap_s), EmissionsStage(carbon)]
