@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import energy, health, metrics, sites
+from api.routers import emissions, energy, grid, health, metrics, sites
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -51,6 +51,8 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(sites.router)
     app.include_router(energy.router)
     app.include_router(energy.sites_router)
+    app.include_router(emissions.router)
+    app.include_router(grid.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
     return app

@@ -49,7 +49,9 @@ __all__ = [
     "CLASS_UNKNOWN",
     "FUEL_CLASS",
     "ProductionIntensity",
+    "Window",
     "consumption_intensity",
+    "lowest_window",
     "production_intensity",
 ]
 
@@ -257,3 +259,48 @@ def consumption_intensity(
     _trace(p, np.nan_to_num(c, nan=0.0), fl, np.nan_to_num(ext, nan=0.0), out)
     out[(p > 0) & np.isnan(c)] = np.nan  # production of unknown intensity: so is what it feeds
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start_us: int
+    end_us: int
+    mean: float  # time-weighted mean intensity over the window
+    horizon_mean: float  # over every covered step of the horizon, for comparison
+
+
+def lowest_window(
+    start_us: ArrayLike, end_us: ArrayLike, value: ArrayLike, duration_s: int, step_s: int
+) -> Window | None:
+    """The `duration_s` window with the lowest mean intensity, starting on a `step_s` grid
+    aligned to the first interval, over intervals [start, end) with values; a window must lie
+    wholly inside covered time (a gap is never assumed clean). None if no window fits."""
+    s = np.asarray(start_us, dtype=np.int64)
+    e = np.asarray(end_us, dtype=np.int64)
+    v = np.asarray(value, dtype=np.float64)
+    if not (s.shape == e.shape == v.shape) or s.ndim != 1:
+        raise InvalidInput("start_us, end_us and value must be 1-D and equally long")
+    if duration_s <= 0 or step_s <= 0 or duration_s % step_s:
+        raise InvalidInput("duration_s must be a positive multiple of step_s")
+    if not len(s):
+        return None
+    step = step_s * 1_000_000
+    t0 = int(s.min())
+    n = int((int(e.max()) - t0) // step)
+    grid = np.full(n, np.nan)
+    for a, b, x in sorted(zip(s.tolist(), e.tolist(), v.tolist(), strict=True)):
+        i0, i1 = (a - t0 + step - 1) // step, (b - t0) // step  # steps wholly inside [a, b)
+        if np.isfinite(x):
+            grid[max(i0, 0) : min(i1, n)] = x
+    k = duration_s // step_s
+    if n < k:
+        return None
+    valid = np.isfinite(grid)
+    filled = np.where(valid, grid, 0.0)
+    sums = np.convolve(filled, np.ones(k), "valid")
+    complete = np.convolve(valid.astype(np.int64), np.ones(k, dtype=np.int64), "valid") == k
+    if not complete.any():
+        return None
+    means = np.where(complete, sums / k, np.inf)
+    best = int(np.argmin(means))
+    return Window(t0 + best * step, t0 + (best + k) * step, float(means[best]), float(grid[valid].mean()))

@@ -9,16 +9,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "BalanceBucket",
+    "CarbonWindow",
+    "CertificateCreate",
+    "CertificatePublic",
+    "EmissionBucket",
     "EnergyBucket",
     "EnergySeries",
     "ErrorBody",
     "ErrorDetail",
+    "GridMixPublic",
+    "IntensityNow",
+    "IntensityPoint",
+    "IntensitySeries",
     "MeterPublic",
     "Page",
     "ReadingPublic",
+    "ShareBucket",
+    "SharesSeries",
     "SiteBalance",
+    "SiteEmissions",
     "SiteNow",
     "SitePublic",
+    "TargetGap",
 ]
 
 T = TypeVar("T")
@@ -127,3 +139,152 @@ class SiteBalance(_Public):
     timezone: str
     tolerance: float
     buckets: list[BalanceBucket]
+
+
+EmissionQuality = Literal["measured", "estimated", "fallback", "missing"]
+
+
+class IntensityPoint(_Public):
+    start: datetime = Field(description="interval start, UTC")
+    end: datetime
+    intensity_g_per_kwh: float | None = Field(examples=[496.8], description="gCO2(eq)/kWh")
+    factor_set: str = Field(examples=["ipcc2014-lifecycle"], description="the factors that produced it")
+    scope: Literal["lifecycle", "direct", "published"]
+    basis: Literal["production", "consumption", "published"]
+    kind: Literal["actual", "forecast"]
+    generation_mw: float | None = None
+    fossil_share: float | None = None
+    renewable_share: float | None = None
+    nonfossil_share: float | None = Field(None, description="renewable + nuclear, of primary generation")
+    flags: list[str] = Field(examples=[["neighbour_fallback:CN-AH"]])
+    mix_revision: int | None = None
+    recorded_at: datetime = Field(description="when this value was computed or received")
+    restated: bool = Field(description="it replaced an earlier value for the same interval")
+
+
+class GridMixPublic(_Public):
+    region: str
+    start: datetime
+    end: datetime
+    revision: int
+    generation_mw: dict[str, float] = Field(examples=[{"coal": 31000, "gas.ccgt": 2100, "nuclear": 9000}])
+    by_fuel_mw: dict[str, float] = Field(description="technologies rolled up to their fuel")
+    imports_mw: dict[str, float]
+    exports_mw: dict[str, float]
+    emissions_t_per_h: float | None = Field(None, description="as published by the operator")
+
+
+class TargetGap(_Public):
+    year: int = Field(examples=[2025])
+    target_share: float = Field(examples=[0.24], description="non-fossil share of generation targeted")
+    nonfossil_share: float | None
+    gap: float | None = Field(description="target minus actual; negative once met")
+    met: bool | None
+
+
+class IntensityNow(_Public):
+    region: str
+    as_of: datetime | None = Field(description="start of the latest interval with intensity")
+    intensities: list[IntensityPoint] = Field(
+        description="the latest actual value of every factor set and basis"
+    )
+    mix: GridMixPublic | None
+    targets: list[TargetGap]
+
+
+class IntensitySeries(_Public):
+    region: str
+    factor_set: str
+    basis: Literal["production", "consumption", "published"]
+    kind: Literal["actual", "forecast"]
+    resolution: Literal["raw", "hour", "day"]
+    as_of: datetime | None = Field(description="values as known at this time; null: current")
+    points: list[IntensityPoint]
+
+
+class ShareBucket(_Public):
+    start: datetime
+    end: datetime
+    generation_mwh: float
+    fossil_share: float | None
+    renewable_share: float | None
+    nonfossil_share: float | None
+
+
+class SharesSeries(_Public):
+    region: str
+    resolution: Literal["hour", "day", "month"]
+    overall: ShareBucket
+    buckets: list[ShareBucket]
+    targets: list[TargetGap] = Field(
+        description="the overall non-fossil share against the programme's targets"
+    )
+
+
+class CarbonWindow(_Public):
+    region: str
+    start: datetime = Field(description="when to start the flexible load, UTC")
+    end: datetime
+    duration_minutes: int
+    mean_intensity_g_per_kwh: float
+    horizon_mean_g_per_kwh: float = Field(description="the mean over the whole horizon, for comparison")
+    saving_share: float = Field(description="1 - window mean / horizon mean")
+    source: Literal["forecast", "history"] = Field(
+        description="forecast intensities where published, else the same hours of the previous day(s)"
+    )
+    shifted_days: int = Field(0, description="for history: how many days the past was shifted forward")
+    factor_set: str
+    basis: Literal["production", "consumption", "published"]
+
+
+class EmissionBucket(_Public):
+    start: datetime
+    end: datetime
+    kwh: float
+    location_kg: float | None = Field(description="kgCO2(eq), location-based (time-matched grid intensity)")
+    market_kg: float | None = Field(description="kgCO2(eq), market-based (after green certificates)")
+    intensity_g_per_kwh: float | None = Field(description="energy-weighted intensity used")
+    quality: EmissionQuality = Field(description="the worst of the bucket's intervals")
+    factor_sets: list[str] = Field(examples=[["ipcc2014-lifecycle"]])
+    intensity_sources: list[str] = Field(examples=[["consumption"]])
+    restated: bool = Field(description="some interval's value replaced an earlier one")
+
+
+class SiteEmissions(_Public):
+    site: str
+    region: str | None
+    resolution: Literal["15min", "hour", "day", "month"]
+    timezone: str
+    as_of: datetime | None = Field(description="values as known at this time; null: current")
+    total_kwh: float
+    location_tco2e: float
+    market_tco2e: float
+    certificates_mwh: float = Field(
+        description="green-power contracts and certificates applied to this range"
+    )
+    residual_factor_g_per_kwh: float | None = Field(description="energy-weighted factor for uncovered energy")
+    factor_sets: list[str]
+    quality: dict[str, int] = Field(description="intervals by quality", examples=[{"measured": 96}])
+    buckets: list[EmissionBucket]
+
+
+class CertificateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["green_power", "certificate"] = Field(description="绿电 contract or 绿证 certificate")
+    period_start: datetime
+    period_end: datetime
+    mwh: float = Field(gt=0, lt=1e9)
+    factor_g_per_kwh: float = Field(0.0, ge=0, lt=5000, description="emissions of the contracted power")
+    reference: str | None = Field(None, max_length=200, examples=["GEC-2026-330100-000123"])
+
+
+class CertificatePublic(_Public):
+    certificate_id: int
+    site_id: str
+    kind: Literal["green_power", "certificate"]
+    period_start: datetime
+    period_end: datetime
+    mwh: float
+    factor_g_per_kwh: float
+    reference: str | None

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     emissions_scope: Literal["lifecycle", "direct"] = Field(
         "lifecycle", description="which factor scope site emissions use"
     )
+    nonfossil_targets: dict[int, float] = Field(
+        default_factory=lambda: {2025: 0.24, 2030: 0.30},
+        description="non-fossil share of generation targeted by year (Hangzhou carbon-peak plan: 24 % by "
+        "2025, 30 % by 2030)",
+    )
     emissions_tolerance_s: float = Field(
         3600.0, ge=0, description="an emission bucket without intensity uses the nearest interval this close"
     )

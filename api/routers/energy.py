@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from api.deps import Db
 from api.errors import ApiError, NotFound, error_responses
+from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_or_404
 from schemas.api import BalanceBucket, EnergyBucket, EnergySeries, SiteBalance, SiteNow
 from schemas.messages import IDENTIFIER
 
@@ -25,13 +25,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/sites", tags=["energy"])
 sites_router = APIRouter()  # routes over several sites
 
-Resolution = Literal["15min", "hour", "day", "month"]
-_INTERVAL = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
-_APPROX_S = {"15min": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
-MAX_BUCKETS = 10_000
 _QUALITY = {0: "measured", 1: "partial", 2: "estimated"}
 
-_SITE = "SELECT site_id, timezone, balance_tolerance FROM sites WHERE site_id = $1"
 _METER = "SELECT meter_id FROM meters WHERE site_id = $1 AND meter = $2"
 _SITE_METERS = """
 SELECT meter_id FROM meters
@@ -53,23 +48,11 @@ SELECT start, ((start AT TIME ZONE $5) + $4::text::interval) AT TIME ZONE $5 AS 
   FROM b ORDER BY start
 """
 
-Start = Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")]
-End = Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")]
-Res = Annotated[Resolution, Query(description="bucket size; day and month are local to the site")]
 SubItem = Annotated[
     Literal["照明插座", "空调", "动力", "特殊"] | None,
     Query(description="only this sub-item's meters; default: the site total (no double counting)"),
 ]
 _ID = re.compile(IDENTIFIER)
-
-
-def _check_range(start: datetime, end: datetime, resolution: Resolution) -> None:
-    if end <= start:
-        raise ApiError("end must be after start", field="end")
-    if (end - start).total_seconds() / _APPROX_S[resolution] > MAX_BUCKETS:
-        raise ApiError(
-            f"at most {MAX_BUCKETS} buckets per request: shorten the range or coarsen resolution", "end"
-        )
 
 
 async def _series(
@@ -85,7 +68,7 @@ async def _series(
 ) -> EnergySeries:
     """The energy of these meters of one site, bucketed in the site's zone."""
     tz = site_row["timezone"]
-    rows = await pool.fetch(_SERIES, meter_ids, start, end, _INTERVAL[resolution], tz)
+    rows = await pool.fetch(_SERIES, meter_ids, start, end, INTERVAL[resolution], tz)
     buckets = []
     total = covered = span = 0.0
     for r in rows:
@@ -124,8 +107,8 @@ async def meter_energy(
     end: End,
     resolution: Res = "hour",
 ) -> EnergySeries:
-    _check_range(start, end, resolution)
-    site_row = await _site_or_404(pool, site)
+    check_range(start, end, resolution)
+    site_row = await site_or_404(pool, site)
     meter_id = await pool.fetchval(_METER, site, meter)
     if meter_id is None:
         raise NotFound(f"meter {meter!r} not found at site {site!r}")
@@ -146,14 +129,14 @@ async def site_energy(
     resolution: Res = "hour",
     sub_item: SubItem = None,
 ) -> EnergySeries:
-    _check_range(start, end, resolution)
+    check_range(start, end, resolution)
     return await _site_series(pool, site, start, end, resolution, sub_item)
 
 
 async def _site_series(
     pool: Db, site: str, start: datetime, end: datetime, resolution: Resolution, sub_item: str | None
 ) -> EnergySeries:
-    site_row = await _site_or_404(pool, site)
+    site_row = await site_or_404(pool, site)
     meter_ids = [r["meter_id"] for r in await pool.fetch(_SITE_METERS, site, sub_item)]
     return await _series(pool, site_row, meter_ids, start, end, resolution, sub_item=sub_item)
 
@@ -181,7 +164,7 @@ async def many_sites_energy(
     for s in site:
         if not _ID.fullmatch(s):  # fullmatch: `$` alone would let "id\n" through
             raise ApiError(f"{s!r} is not a site id", field="site")
-    _check_range(start, end, resolution)
+    check_range(start, end, resolution)
     return [await _site_series(pool, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
 
 
@@ -206,13 +189,6 @@ _BUCKET_END = (
 )
 
 
-async def _site_or_404(pool: Db, site: str) -> asyncpg.Record:
-    row = await pool.fetchrow(_SITE, site)
-    if row is None:
-        raise NotFound(f"site {site!r} not found")
-    return row
-
-
 @router.get(
     "/{site}/now",
     response_model=SiteNow,
@@ -220,7 +196,7 @@ async def _site_or_404(pool: Db, site: str) -> asyncpg.Record:
     responses=error_responses(404, 422),
 )
 async def site_now(pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> SiteNow:
-    site_row = await _site_or_404(pool, site)
+    site_row = await site_or_404(pool, site)
     tz = site_row["timezone"]
     async with pool.acquire() as conn:
         now_row = await conn.fetchrow(_NOW, site)
@@ -247,10 +223,10 @@ async def site_now(pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> 
 async def site_balance(
     pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)], start: Start, end: End, resolution: Res = "hour"
 ) -> SiteBalance:
-    _check_range(start, end, resolution)
-    site_row = await _site_or_404(pool, site)
+    check_range(start, end, resolution)
+    site_row = await site_or_404(pool, site)
     tz, tolerance = site_row["timezone"], site_row["balance_tolerance"]
-    rows = await pool.fetch(_BALANCE, site, start, end, _INTERVAL[resolution], tz)
+    rows = await pool.fetch(_BALANCE, site, start, end, INTERVAL[resolution], tz)
     mains: dict[datetime, float] = {}
     sub_items: dict[datetime, dict[str, float]] = {}
     for r in rows:
@@ -262,7 +238,7 @@ async def site_balance(
             name = r["sub_item"] or "unassigned"
             subs[name] = subs.get(name, 0.0) + r["kwh"]
     starts = list(mains)
-    ends = [r[0] for r in await pool.fetch(_BUCKET_END, starts, tz, _INTERVAL[resolution])] if starts else []
+    ends = [r[0] for r in await pool.fetch(_BUCKET_END, starts, tz, INTERVAL[resolution])] if starts else []
     buckets = []
     for s0, e0 in zip(starts, ends, strict=True):
         main, subs = mains[s0], sub_items[s0]

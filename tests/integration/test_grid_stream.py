@@ -124,9 +124,8 @@ async def test_au_sa_intensity_agrees_with_the_publisher(pipeline: Settings, tmp
         want = reference[r["ts"]]
         errors.setdefault(r["factor_set"], []).append(abs(r["intensity_g_per_kwh"] - want) / want)
     for name, errs in sorted(errors.items()):
-        print(
-            f"AU-SA {name}: {len(errs)} intervals, max error {max(errs):.4%}, mean {sum(errs) / len(errs):.4%}"
-        )
+        mean = sum(errs) / len(errs)
+        print(f"AU-SA {name}: {len(errs)} intervals, max error {max(errs):.4%}, mean {mean:.4%}")
     assert len(errors["opennem-AU-SA-publisher"]) == 288
     assert max(errors["opennem-AU-SA-publisher"]) < 0.01  # the publisher's own per-unit factors
     assert max(errors["publisher"]) < 1e-9  # its total emissions ÷ generation, as published

@@ -17,6 +17,7 @@ from core.intensity import (
     CLASS_STORAGE,
     CLASS_UNKNOWN,
     consumption_intensity,
+    lowest_window,
     production_intensity,
 )
 
@@ -171,3 +172,35 @@ def test_tracing_matches_dense_solve_and_conserves_emissions(n: int, e: int, see
         emitted_in = c[t] @ p[t] + ext[t] @ fl[t, n:, :n].sum(axis=1)
         exported_out = x[t] @ fl[t, :n, n:].sum(axis=1)
         assert x[t] @ consumed + exported_out == pytest.approx(emitted_in, rel=1e-9)
+
+
+def _hour(h: float) -> int:
+    return int(h * 3_600_000_000)
+
+
+def test_lowest_window_finds_the_cleanest_stretch() -> None:
+    # hourly intensities: the two cleanest consecutive hours are 3-5 (100, 120)
+    values = [500, 400, 300, 100, 120, 450, 90, 600]
+    starts = [_hour(h) for h in range(8)]
+    w = lowest_window(starts, [s + _hour(1) for s in starts], values, 7200, 3600)
+    assert w is not None
+    assert (w.start_us, w.end_us, w.mean) == (_hour(3), _hour(5), 110)
+    assert w.horizon_mean == pytest.approx(sum(values) / 8)
+    # one hour: hour 6 alone is cleanest
+    one = lowest_window(starts, [s + _hour(1) for s in starts], values, 3600, 900)
+    assert one is not None and (one.start_us, one.mean) == (_hour(6), 90)
+
+
+def test_lowest_window_never_spans_a_gap() -> None:
+    starts = [_hour(0), _hour(1), _hour(3), _hour(4)]  # hour 2 missing
+    values = [100, 100, 500, 500]
+    w = lowest_window(starts, [s + _hour(1) for s in starts], values, 3 * 3600, 3600)
+    assert w is None
+    w2 = lowest_window(starts, [s + _hour(1) for s in starts], values, 2 * 3600, 1800)
+    assert w2 is not None and w2.mean == 100 and w2.start_us == 0
+
+
+def test_lowest_window_refuses_bad_arguments() -> None:
+    with pytest.raises(InvalidInput):
+        lowest_window([0], [1], [1], 3600, 7000)
+    assert lowest_window([], [], [], 3600, 300) is None

@@ -1,0 +1,58 @@
+"""Query parameters and lookups shared by routers: time ranges, resolutions, a site or 404."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import asyncpg
+from fastapi import Query
+from pydantic import AwareDatetime
+
+from api.deps import Db
+from api.errors import ApiError, NotFound
+
+__all__ = [
+    "INTERVAL",
+    "MAX_BUCKETS",
+    "AsOf",
+    "End",
+    "Res",
+    "Resolution",
+    "Start",
+    "check_range",
+    "site_or_404",
+]
+
+Resolution = Literal["15min", "hour", "day", "month"]
+INTERVAL = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
+_APPROX_S = {"15min": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
+MAX_BUCKETS = 10_000
+
+Start = Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")]
+End = Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")]
+Res = Annotated[Resolution, Query(description="bucket size; day and month are local to the site")]
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(description="the figures as they were known at this time (before later restatements); default now"),
+]
+
+_SITE = "SELECT site_id, timezone, balance_tolerance, region FROM sites WHERE site_id = $1"
+
+
+def check_range(start: datetime, end: datetime, resolution: str, approx_s: float | None = None) -> None:
+    """Refuse an empty range or one that would need more than MAX_BUCKETS buckets."""
+    if end <= start:
+        raise ApiError("end must be after start", field="end")
+    step = approx_s if approx_s is not None else _APPROX_S[resolution]
+    if (end - start).total_seconds() / step > MAX_BUCKETS:
+        raise ApiError(
+            f"at most {MAX_BUCKETS} buckets per request: shorten the range or coarsen resolution", "end"
+        )
+
+
+async def site_or_404(pool: Db, site: str) -> asyncpg.Record:
+    row = await pool.fetchrow(_SITE, site)
+    if row is None:
+        raise NotFound(f"site {site!r} not found")
+    return row
