@@ -106,7 +106,8 @@ _EMISSION_COLS: Final = tuple(f.name for f in fields(EmissionRow))
 # Restatement, for both derived tables: rows are staged, current rows whose values differ are
 # closed, and staged rows with no current row left are inserted (and returned).
 _INTENSITY_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS grid_intensity_stage (LIKE grid_intensity INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS grid_intensity_stage (LIKE grid_intensity INCLUDING DEFAULTS)
+    ON COMMIT DELETE ROWS
 """
 _INTENSITY_CLOSE = """
 UPDATE grid_intensity t SET superseded_at = now()
@@ -134,7 +135,8 @@ SELECT s.region, s.ts, s.interval_s, s.factor_set, s.scope, s.basis, s.kind, s.i
 RETURNING *
 """
 _EMISSION_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS site_emissions_stage (LIKE site_emissions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS site_emissions_stage (LIKE site_emissions INCLUDING DEFAULTS)
+    ON COMMIT DELETE ROWS
 """
 _EMISSION_CLOSE = """
 UPDATE site_emissions t SET superseded_at = now()
