@@ -383,14 +383,23 @@ def bench(
     per_message: Annotated[
         list[int] | None, typer.Option(help="readings per Kafka message; repeat for several runs")
     ] = None,
+    only: Annotated[str | None, typer.Option(help="run only one: ingest or intensity")] = None,
+    regions: Annotated[int, typer.Option(min=1, help="intensity: regions")] = 1000,
+    days: Annotated[int, typer.Option(min=1, help="intensity: days of 5-minute intervals")] = 365,
 ) -> None:
-    """End-to-end ingest throughput as a ratio to raw asyncpg COPY on the same machine, same run."""
-    from loadtest.bench_ingest import report, run
-
+    """Benchmarks, each as a ratio to a reference measured in the same run: end-to-end ingest
+    against raw asyncpg COPY (needs the services), grid intensity against NumPy."""
     configure_logging("WARNING")
-    s = _settings()
-    for n in per_message or [100, 1]:
-        console.print(report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4))))
+    if only in (None, "ingest"):
+        from loadtest.bench_ingest import report, run
+
+        s = _settings()
+        for n in per_message or [100, 1]:
+            console.print(report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4))))
+    if only in (None, "intensity"):
+        from loadtest import bench_intensity
+
+        console.print(bench_intensity.report(bench_intensity.run(regions, days)))
 
 
 def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
