@@ -162,7 +162,8 @@ def report(b: IntensityBench) -> str:
         f"NumPy reference {b.numpy_rows_per_s:,.0f} rows/s: ratio {b.ratio:.2f}× "
         f"(max |difference| {b.max_abs_diff:.2e})\n"
         f"flow tracing: {b.tracing_systems:,} systems of {b.tracing_regions} regions; "
-        f"kernel {b.tracing_kernel_s:.2f} s, numpy.linalg.solve {b.tracing_numpy_s:.2f} s: ratio {b.tracing_ratio:.2f}×"
+        f"kernel {b.tracing_kernel_s:.2f} s, numpy.linalg.solve {b.tracing_numpy_s:.2f} s: "
+        f"ratio {b.tracing_ratio:.2f}×"
     )
 
 
