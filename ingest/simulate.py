@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast
@@ -22,8 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ingest.grid_sim import GridSimulator
 from ingest.registry import MeterRecord, SiteRecord, SubItem, register
 from ingest.sender import ReadingSender, reading_producer
+from schemas.grid import encode_grid_record
 from schemas.messages import Reading
 from schemas.settings import Settings
 
@@ -358,6 +360,7 @@ class SimulationSummary:
     readings: int = 0
     messages: int = 0
     withheld: int = 0
+    grid_records: int = 0
     elapsed_s: float = 0.0
     cancelled: bool = False
     faults: list[InjectedFault] = field(default_factory=list)
@@ -377,6 +380,7 @@ async def run_simulation(
     fault_rate: float = DEFAULT_FAULT_RATE,
     progress: bool = True,
     register_fleet: bool = True,
+    grid: bool = False,
 ) -> SimulationSummary:
     """Produce a simulated fleet's readings to the readings topic until `count`, `duration_s` or Ctrl-C.
 
@@ -384,6 +388,7 @@ async def run_simulation(
     seconds each, which fixes the tick step. The simulated clock never passes the real now,
     since the ingest worker refuses readings from the future: with `speedup` > 1 (or no rate)
     the default start is a week ago, and once the clock catches up it runs in real time.
+    With `grid`, the fleet region's grid mixes (`ingest.grid_sim`) follow the same clock.
     """
     if sites < 1 or batch < 1 or speedup <= 0 or (count is not None and count < 0):
         raise ValueError("sites and batch must be >= 1, speedup > 0, count >= 0")
@@ -415,12 +420,24 @@ async def run_simulation(
     await producer.start()
     try:
         sender = ReadingSender(producer, settings.topic_readings, batch, summary)
+        grid_sim = GridSimulator(start, seed=seed) if grid else None
+
+        async def send_grid(now: datetime) -> None:
+            if grid_sim is None:
+                return
+            for record in grid_sim.until(now):
+                await producer.send(
+                    settings.topic_grid, encode_grid_record(record), key=str(record["region"]).encode()
+                )
+                summary.grid_records += 1
+
         with display:
             task = display.add_task("simulate", total=count, rate=0.0, faults=0, sim="")
             try:
                 await _produce(
                     sim,
                     sender,
+                    send_grid,
                     summary,
                     rate,
                     count,
@@ -452,6 +469,7 @@ async def run_simulation(
 async def _produce(
     sim: Simulator,
     sender: ReadingSender,
+    send_grid: Callable[[datetime], Awaitable[None]],
     summary: SimulationSummary,
     rate: float,
     count: int | None,
@@ -468,6 +486,7 @@ async def _produce(
             await asyncio.sleep(ahead if deadline is None else min(ahead, max(0.0, deadline - loop.time())))
             continue
         readings = sim.next_tick()
+        await send_grid(sim.now)
         if count is not None and len(readings) > count - generated:
             summary.withheld += len(readings) - (count - generated)
             readings = readings[: count - generated]
@@ -498,6 +517,7 @@ def _print_summary(console: Console, summary: SimulationSummary) -> None:
         f"from {summary.sites} sites ({summary.meters} meters) in {summary.elapsed_s:.1f} s; simulated "
         f"{summary.first_ts:%Y-%m-%d %H:%M:%S%z} to {end} every {summary.step_s:g} s; "
         f"{summary.withheld} withheld, {len(summary.faults)} faults injected"
+        + (f"; {summary.grid_records} grid records" if summary.grid_records else "")
     )
     if summary.faults:
         table = Table("kind", "site", "meter", "ts", "detail", title="injected faults")

@@ -179,6 +179,9 @@ def simulate(
         bool,
         typer.Option(help="first record the fleet's sites and meters (kinds, zones, roles) in the database"),
     ] = True,
+    grid: Annotated[
+        bool, typer.Option(help="also simulate the fleet region's grid mixes (CN-ZJ and its neighbours)")
+    ] = True,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Produce realistic synthetic meter readings (office, mall, hospital, data centre) to Kafka."""
@@ -203,6 +206,7 @@ def simulate(
             fault_rate=fault_rate / 1000,
             progress=progress,
             register_fleet=register,
+            grid=grid,
         )
     )
 
