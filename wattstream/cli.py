@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -407,7 +408,8 @@ def bench(
 
 
 def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
-    """The demo's real data: Cambridge buildings (UK, local days in London) and a BioHPC GPU server."""
+    """The demo's real data: Cambridge buildings (UK, local days in London), a BioHPC GPU server,
+    and the grid feeds (Open Electricity's South Australia, ...)."""
     if data_dir is None:
         return []
     runs = []
@@ -428,6 +430,9 @@ def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
                 ],
             )
         )
+    for feed in sorted((data_dir / "grid").glob("openelectricity_*.json")):
+        region = "AU-" + feed.stem.split("_")[1].split("-")[-1]
+        runs.append((f"replay {feed.name}", ["opennem", str(feed), "--region", region]))
     for tsv in sorted((data_dir / "datacentre").glob("biohpc_*.tsv")):
         server = tsv.name.split("_")[1]
         runs.append(
@@ -458,6 +463,11 @@ def up(
     reset_shared_metrics(metrics_dir)
     enable_shared_metrics(metrics_dir)  # the children inherit it
     env = {**os.environ, "WATTSTREAM_METRICS_DIR": str(metrics_dir)}
+    if (
+        data_dir is not None and not s.factor_files
+    ):  # the real zones' factors, as Electricity Maps publishes them
+        em_files = sorted(str(p) for p in (data_dir / "factors").glob("electricitymaps_*.yaml"))
+        env["WATTSTREAM_FACTOR_FILES"] = json.dumps(em_files)
     exe = [sys.executable, "-m", "wattstream"]
     subprocess.run([*exe, "migrate"], check=True, env=env)
     subprocess.run([*exe, "topics"], check=True, env=env)

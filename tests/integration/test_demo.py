@@ -102,6 +102,37 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
             assert (
                 len(months) == 12 and months[3]["start"] == "2021-03-31T23:00:00Z"
             )  # April, London summer time
+
+            async def grid_carbon() -> bool | object:
+                r = await client.get("/v1/grid/CN-ZJ/intensity/now")
+                if r.status_code != 200:
+                    return r.text
+                bases = {(p["factor_set"], p["basis"]) for p in r.json()["intensities"]}
+                return ("ipcc2014-lifecycle", "consumption") in bases or bases
+
+            await wait_for(grid_carbon, 90, "the simulated grid's intensity")
+
+            async def emissions() -> bool | object:
+                r = await client.get(
+                    "/v1/sites/hz-b001/emissions",
+                    params={
+                        "start": "2000-01-01T00:00:00Z",
+                        "end": "2100-01-01T00:00:00Z",
+                        "resolution": "month",
+                    },
+                )
+                body = r.json()
+                return (r.status_code == 200 and body["quality"].get("measured", 0) > 0) or body
+
+            await wait_for(emissions, 90, "a simulated site's time-matched emissions")
+
+            async def australia() -> bool | object:
+                r = await client.get("/v1/grid/AU-SA/intensity/now")
+                if r.status_code != 200:
+                    return r.text
+                return "em-AU-SA-lifecycle" in {p["factor_set"] for p in r.json()["intensities"]} or r.json()
+
+            await wait_for(australia, 90, "the replayed South Australian grid, with its zone's factors")
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
