@@ -66,6 +66,7 @@ SCOPES: Final[tuple[Scope, ...]] = ("lifecycle", "direct")
 _REGION_LOCK: Final = 1
 _TS_LOCK: Final = 2
 _US: Final = 1_000_000
+_MAX_INTERVAL_US: Final = 86_400 * 1_000_000  # the longest interval a grid record may have
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,17 +506,23 @@ class _Sources:
     def match(self, b0: int, b1: int, tolerance_us: int) -> tuple[float | None, str | None, str, str | None]:
         """(g/kWh, source, quality, factor set) for the bucket [b0, b1)."""
         for basis, fset, start, end, value in self._series:
-            overlap = np.clip(np.minimum(end, b1) - np.maximum(start, b0), 0, None)
+            # intervals are sorted by start; those starting before b1 and ending after b0 overlap
+            hi = int(np.searchsorted(start, b1, side="left"))
+            lo = int(np.searchsorted(start, b0 - _MAX_INTERVAL_US, side="left"))
+            s, e, v = start[lo:hi], end[lo:hi], value[lo:hi]
+            overlap = np.clip(np.minimum(e, b1) - np.maximum(s, b0), 0, None)
             covered = int(overlap.sum())
             if covered > 0:
-                v = float((overlap * value).sum() / covered)
-                return v, basis, "measured" if covered >= b1 - b0 else "estimated", fset
+                mean = float((overlap * v).sum() / covered)
+                return mean, basis, "measured" if covered >= b1 - b0 else "estimated", fset
         best: tuple[int, float, str, str] | None = None
         for basis, fset, start, end, value in self._series:
-            gap = np.maximum(start - b1, b0 - end)  # distance between the intervals, > 0 here
-            k = int(np.argmin(gap))
-            if gap[k] <= tolerance_us and (best is None or gap[k] < best[0]):
-                best = (int(gap[k]), float(value[k]), basis, fset)
+            k0 = int(np.searchsorted(start, b0, side="left"))
+            for k in (k0 - 1, k0):  # the nearest before and after the bucket
+                if 0 <= k < len(start):
+                    gap = int(max(start[k] - b1, b0 - end[k]))
+                    if gap <= tolerance_us and (best is None or gap < best[0]):
+                        best = (gap, float(value[k]), basis, fset)
         if best is not None:
             return best[1], f"nearest:{best[2]}", "estimated", best[3]
         return None, None, "missing", None

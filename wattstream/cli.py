@@ -212,7 +212,10 @@ def simulate(
     )
 
 
-replay_app = typer.Typer(help="Replay real meter data files into Kafka as readings.", no_args_is_help=True)
+replay_app = typer.Typer(
+    help="Replay real data files into Kafka: meter data as readings, grid feeds as grid records.",
+    no_args_is_help=True,
+)
 app.add_typer(replay_app, name="replay")
 
 ReplayRate = Annotated[float, typer.Option(help="readings per second; 0 = as fast as possible")]
@@ -336,6 +339,62 @@ def replay_opennem(
     _replay_grid(opennem_power_json(file, region=region, neighbour=neighbour), rate)
 
 
+@replay_app.command("nyiso")
+def replay_nyiso(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NYISO rtfuelmix CSV")],
+    region: Annotated[str, typer.Option(help="the region the file is for")] = "US-NY-NYIS",
+    rate: GridRate = 0.0,
+) -> None:
+    """A NYISO real-time fuel-mix CSV (long format) as generation-mix records."""
+    from ingest.feeds.nyiso import nyiso_rtfuelmix_csv
+
+    configure_logging("WARNING")
+    _replay_grid(nyiso_rtfuelmix_csv(file, region=region), rate)
+
+
+@replay_app.command("energinet")
+def replay_energinet(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Energi Data Service JSON")],
+    price_area: Annotated[str | None, typer.Option(help="only this price area (DK1 or DK2)")] = None,
+    rate: GridRate = 0.0,
+) -> None:
+    """An Energinet ElectricityProdex5MinRealtime response as generation-mix records (DK-DK1, DK-DK2)."""
+    from ingest.feeds.energinet import energinet_prodex_json
+
+    configure_logging("WARNING")
+    _replay_grid(energinet_prodex_json(file, price_area=price_area), rate)
+
+
+@replay_app.command("neso")
+def replay_neso(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="carbon intensity CSV")],
+    region: Annotated[str, typer.Option(help="the region the file is for")] = "GB",
+    kind: Annotated[str, typer.Option(help="actual or forecast")] = "actual",
+    rate: GridRate = 0.0,
+) -> None:
+    """A published GB carbon intensity CSV (NESO; hourly or half-hourly) as intensity records."""
+    from ingest.feeds.neso import neso_intensity_csv
+
+    configure_logging("WARNING")
+    if kind not in ("actual", "forecast"):
+        console.print("[red]--kind must be actual or forecast[/red]")
+        raise typer.Exit(2)
+    _replay_grid(neso_intensity_csv(file, region=region, kind=kind), rate)
+
+
+@replay_app.command("rte")
+def replay_rte(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="éCO2mix JSON (ODRÉ)")],
+    region: Annotated[str, typer.Option(help="the region the file is for")] = "FR",
+    rate: GridRate = 0.0,
+) -> None:
+    """An RTE éCO2mix response as generation-mix records and RTE's published intensity."""
+    from ingest.feeds.rte import rte_eco2mix_json
+
+    configure_logging("WARNING")
+    _replay_grid(rte_eco2mix_json(file, region=region), rate)
+
+
 factors_app = typer.Typer(
     help="Emission factor sets: what is loaded, and exporting a publisher's.", no_args_is_help=True
 )
@@ -409,7 +468,7 @@ def bench(
 
 def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
     """The demo's real data: Cambridge buildings (UK, local days in London), a BioHPC GPU server,
-    and the grid feeds (Open Electricity's South Australia, ...)."""
+    and the grid feeds (Open Electricity's South Australia, NYISO, Energinet, GB's intensity)."""
     if data_dir is None:
         return []
     runs = []
@@ -430,9 +489,16 @@ def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
                 ],
             )
         )
-    for feed in sorted((data_dir / "grid").glob("openelectricity_*.json")):
+    grid = data_dir / "grid"
+    for feed in sorted(grid.glob("openelectricity_*.json")):
         region = "AU-" + feed.stem.split("_")[1].split("-")[-1]
         runs.append((f"replay {feed.name}", ["opennem", str(feed), "--region", region]))
+    for feed in sorted(grid.glob("nyiso_*.csv")):
+        runs.append((f"replay {feed.name}", ["nyiso", str(feed)]))
+    for feed in sorted(grid.glob("energinet_*.json")):
+        runs.append((f"replay {feed.name}", ["energinet", str(feed)]))
+    for feed in sorted(grid.glob("gb_grid_carbon_intensity_*.csv")):
+        runs.append((f"replay {feed.name}", ["neso", str(feed), "--region", "GB"]))
     for tsv in sorted((data_dir / "datacentre").glob("biohpc_*.tsv")):
         server = tsv.name.split("_")[1]
         runs.append(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ingest.replay import SkipReport
 
-__all__ = ["FeedResult", "intensity_record", "mix_record"]
+__all__ = ["FeedResult", "intensity_record", "mix_record", "number", "text_of"]
 
 
 @dataclass
@@ -61,3 +62,23 @@ def intensity_record(
         "intensity_g_per_kwh": intensity_g_per_kwh,
         "kind": kind,
     }
+
+
+def number(value: object) -> float | None:
+    """A finite number from a JSON or CSV value (numbers as strings too); None if absent or not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        result = (
+            float(str(value).strip().replace(",", "")) if not isinstance(value, int | float) else float(value)
+        )
+    except ValueError:
+        return None
+    return result if result == result and abs(result) != float("inf") else None
+
+
+def text_of(source: Path | str) -> str:
+    """A file's text (BOM removed), or the text itself."""
+    return (
+        source.read_text(encoding="utf-8-sig") if isinstance(source, Path) else source.removeprefix("\ufeff")
+    )
