@@ -216,6 +216,24 @@ async def _lock_timestamps(conn: asyncpg.Connection, ts_us: Iterable[int]) -> No
         await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)", _TS_LOCK, key)
 
 
+async def _restate(
+    conn: asyncpg.Connection,
+    stage: str,
+    rows: Sequence[IntensityRow] | Sequence[EmissionRow],
+    cols: Sequence[str],
+    close: str,
+    insert: str,
+) -> list[asyncpg.Record]:
+    """Stage rows, close the current rows they change, insert them: the rows new or changed."""
+    if not rows:
+        return []
+    await conn.copy_records_to_table(stage, records=[astuple(r) for r in rows], columns=cols)
+    await conn.execute(close)
+    changed = await conn.fetch(insert)
+    await conn.execute(f"TRUNCATE {stage}")  # a constant name; the stage is reused in the transaction
+    return list(changed)
+
+
 def _json(value: Any) -> dict[str, float]:
     data = json.loads(value) if isinstance(value, str) else value
     return {str(k): float(v) for k, v in (data or {}).items()}
@@ -383,15 +401,9 @@ class GridCarbon:
         self, conn: asyncpg.Connection, rows: Sequence[IntensityRow]
     ) -> list[asyncpg.Record]:
         """Rows that are new or changed (restated), as stored; unchanged ones are not written."""
-        if not rows:
-            return []
-        await conn.copy_records_to_table(
-            "grid_intensity_stage", records=[astuple(r) for r in rows], columns=_INTENSITY_COLS
+        return await _restate(
+            conn, "grid_intensity_stage", rows, _INTENSITY_COLS, _INTENSITY_CLOSE, _INTENSITY_INSERT
         )
-        await conn.execute(_INTENSITY_CLOSE)
-        changed = await conn.fetch(_INTENSITY_INSERT)
-        await conn.execute("TRUNCATE grid_intensity_stage")
-        return list(changed)
 
     # --- emissions ---
 
@@ -422,14 +434,9 @@ class GridCarbon:
     async def store_emissions(self, conn: asyncpg.Connection, pairs: Sequence[tuple[str, datetime]]) -> int:
         """Compute and store (restating what changed) the emissions of these site buckets."""
         rows = await self.compute_emissions(conn, pairs)
-        if not rows:
-            return 0
-        await conn.copy_records_to_table(
-            "site_emissions_stage", records=[astuple(r) for r in rows], columns=_EMISSION_COLS
+        changed = await _restate(
+            conn, "site_emissions_stage", rows, _EMISSION_COLS, _EMISSION_CLOSE, _EMISSION_INSERT
         )
-        await conn.execute(_EMISSION_CLOSE)
-        changed = await conn.fetch(_EMISSION_INSERT)
-        await conn.execute("TRUNCATE site_emissions_stage")
         return len(changed)
 
     async def compute_emissions(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ingest.replay import SkipReport
 
-__all__ = ["FeedResult", "intensity_record", "mix_record", "number", "text_of"]
+__all__ = ["FeedResult", "generation_from", "intensity_record", "mix_record", "number", "text_of"]
 
 
 @dataclass
@@ -82,3 +82,23 @@ def text_of(source: Path | str) -> str:
     return (
         source.read_text(encoding="utf-8-sig") if isinstance(source, Path) else source.removeprefix("\ufeff")
     )
+
+
+def generation_from(
+    row: Mapping[str, object], fields: Mapping[str, str], result: FeedResult, where: str
+) -> dict[str, float]:
+    """Generation MW by wattstream fuel key from a source row's fields (`fields`: source field ->
+    key); absent values are skipped, non-numbers counted, negatives clipped to 0 and counted
+    (the callers' fields are not storage)."""
+    generation: dict[str, float] = {}
+    for name, key in fields.items():
+        mw = number(row.get(name))
+        if mw is None:
+            if row.get(name) is not None:
+                result.report.skip("not_a_number", 0, f"{where} {name}={row.get(name)!r}")
+            continue
+        if mw < 0:
+            result.report.skip("negative_generation_clipped", 0, f"{where} {name} {mw}")
+            mw = 0.0
+        generation[key] = mw
+    return generation

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from ingest.feeds.common import FeedResult, mix_record, number, text_of
+from ingest.feeds.common import FeedResult, generation_from, mix_record, number, text_of
 
 __all__ = ["energinet_prodex_json"]
 
@@ -76,17 +76,7 @@ def energinet_prodex_json(source: Path | str, *, price_area: str | None = None) 
             result.report.skip("duplicate_record", i, f"{area} {ts.isoformat()}")
         by_key[(ts, area)] = rec
     for (ts, area), rec in sorted(by_key.items()):
-        generation: dict[str, float] = {}
-        for field, key in _GENERATION.items():
-            mw = number(rec.get(field))
-            if mw is None:
-                if rec.get(field) is not None:
-                    result.report.skip("not_a_number", 0, f"{field}={rec.get(field)!r}")
-                continue
-            if mw < 0:
-                result.report.skip("negative_generation_clipped", 0, f"{area} {ts.isoformat()} {field} {mw}")
-                mw = 0.0
-            generation[key] = mw
+        generation = generation_from(rec, _GENERATION, result, f"{area} {ts.isoformat()}")
         imports: dict[str, float] = {}
         exports: dict[str, float] = {}
         for field, neighbour in _neighbours(area).items():

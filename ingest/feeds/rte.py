@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ingest.feeds.common import FeedResult, intensity_record, mix_record, number, text_of
+from ingest.feeds.common import FeedResult, generation_from, intensity_record, mix_record, number, text_of
 
 __all__ = ["rte_eco2mix_json"]
 
@@ -70,17 +70,7 @@ def rte_eco2mix_json(source: Path | str, *, region: str = "FR", interval_s: int 
             result.report.skip("duplicate_record", i, ts.isoformat())
         by_ts[ts] = row
     for ts, row in sorted(by_ts.items()):
-        generation: dict[str, float] = {}
-        for field, fuel in _FUELS.items():
-            mw = number(row.get(field))
-            if mw is None:
-                if row.get(field) is not None:
-                    result.report.skip("not_a_number", 0, f"{field}={row.get(field)!r}")
-                continue
-            if mw < 0:
-                result.report.skip("negative_generation_clipped", 0, f"{ts.isoformat()} {field} {mw}")
-                mw = 0.0
-            generation[fuel] = mw
+        generation = generation_from(row, _FUELS, result, ts.isoformat())
         pumping = number(row.get("pompage"))
         if pumping is not None:
             generation["hydro_storage"] = -abs(pumping)

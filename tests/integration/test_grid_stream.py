@@ -296,7 +296,13 @@ async def test_revision_restates_intensity_and_site_emissions(pipeline: Settings
         (1, 820.0),
     ]
     assert history[0]["superseded_at"] is not None and history[1]["superseded_at"] is None
-    assert await _count(pipeline, "SELECT count(*) FROM grid_mix WHERE region = 'CN-ZJ'") == 5
+    stored = await _count(
+        pipeline,
+        "SELECT count(*) FROM grid_mix WHERE region = 'CN-ZJ' AND ts >= $1 AND ts < $2",
+        start,
+        start + timedelta(hours=1),
+    )
+    assert stored == 5  # every revision kept, the stale one too
 
 
 async def test_bad_grid_records_are_dead_lettered_and_good_ones_applied(
