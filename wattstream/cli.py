@@ -448,6 +448,9 @@ def bench(
         list[int] | None, typer.Option(help="readings per Kafka message; repeat for several runs")
     ] = None,
     only: Annotated[str | None, typer.Option(help="run only one: ingest or intensity")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="ingest: register the sites in this grid region (emissions in-stream)")
+    ] = None,
     regions: Annotated[int, typer.Option(min=1, help="intensity: regions")] = 1000,
     days: Annotated[int, typer.Option(min=1, help="intensity: days of 5-minute intervals")] = 365,
 ) -> None:
@@ -459,7 +462,9 @@ def bench(
 
         s = _settings()
         for n in per_message or [100, 1]:
-            console.print(report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4))))
+            console.print(
+                report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4, region=region)))
+            )
     if only in (None, "intensity"):
         from loadtest import bench_intensity
 
