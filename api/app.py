@@ -10,9 +10,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from api import auth
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import emissions, energy, grid, health, metrics, sites
+from api.routers import emissions, energy, grid, health, keys, metrics, sites
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -24,7 +25,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(
-            settings.database_url.get_secret_value(),
+            settings.api_database_url.get_secret_value(),
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
         )
@@ -32,6 +33,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
         try:
             await admin.start()
             app.state.pool = pool
+            auth.install(app, settings, pool)
             app.state.settings = settings
             app.state.kafka_probe = admin.list_topics
             app.state.metrics_registry = registry
@@ -53,6 +55,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(energy.sites_router)
     app.include_router(emissions.router)
     app.include_router(grid.router)
+    app.include_router(keys.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +12,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
 
-__all__ = ["ApiError", "NotFound", "error_responses", "install_error_handlers"]
+__all__ = [
+    "ApiError",
+    "Forbidden",
+    "NotFound",
+    "TooManyRequests",
+    "Unauthorized",
+    "error_responses",
+    "install_error_handlers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +36,38 @@ class ApiError(Exception):
         self.message = message
         self.field = field
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 def _body(code: str, message: str, field: str | None) -> dict[str, object]:
@@ -44,7 +81,9 @@ def _field_of(loc: tuple[object, ...]) -> str | None:
 
 
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status)
+    return JSONResponse(
+        _body(exc.code, exc.message, exc.field), status_code=exc.status, headers=exc.headers()
+    )
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import Query
 from pydantic import AwareDatetime
 
-from api.deps import Db
+from api.auth import Principal
 from api.errors import ApiError, NotFound
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Start",
     "check_range",
     "site_or_404",
+    "visible_or_404",
 ]
 
 Resolution = Literal["15min", "hour", "day", "month"]
@@ -37,7 +38,7 @@ AsOf = Annotated[
     Query(description="the figures as they were known at this time (before later restatements); default now"),
 ]
 
-_SITE = "SELECT site_id, timezone, balance_tolerance, region FROM sites WHERE site_id = $1"
+_SITE = "SELECT site_id, timezone, balance_tolerance, region, tenant FROM sites WHERE site_id = $1"
 
 
 def check_range(start: datetime, end: datetime, resolution: str, approx_s: float | None = None) -> None:
@@ -51,8 +52,13 @@ def check_range(start: datetime, end: datetime, resolution: str, approx_s: float
         )
 
 
-async def site_or_404(pool: Db, site: str) -> asyncpg.Record:
-    row = await pool.fetchrow(_SITE, site)
-    if row is None:
+def visible_or_404(row: asyncpg.Record | None, who: Principal, site: str) -> asyncpg.Record:
+    """The site's row if the key may see it; otherwise exactly what a missing site answers.
+    (The database's row-level security hides it too: this is the first of two walls.)"""
+    if row is None or not who.can_see(row["site_id"], row["tenant"]):
         raise NotFound(f"site {site!r} not found")
     return row
+
+
+async def site_or_404(conn: asyncpg.Connection, site: str, who: Principal) -> asyncpg.Record:
+    return visible_or_404(await conn.fetchrow(_SITE, site), who, site)

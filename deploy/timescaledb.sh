@@ -10,7 +10,7 @@
 #   deploy/timescaledb.sh psql ARGS   psql as the superuser, inside the root
 #
 # Settings (environment): WATTSTREAM_CACHE, WATTSTREAM_PG_PORT (55432), WATTSTREAM_PG_DATABASE
-# (wattstream), WATTSTREAM_DB_OWNER_PASSWORD, WATTSTREAM_DB_APP_PASSWORD,
+# (wattstream), WATTSTREAM_DB_OWNER_PASSWORD, WATTSTREAM_DB_APP_PASSWORD, WATTSTREAM_DB_API_PASSWORD,
 # WATTSTREAM_DEBIAN_MIRROR (http://deb.debian.org/debian).
 SERVICE=timescaledb
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,6 +19,7 @@ PG_PORT="${WATTSTREAM_PG_PORT:-55432}"
 PG_DATABASE="${WATTSTREAM_PG_DATABASE:-wattstream}"
 OWNER_PASSWORD="${WATTSTREAM_DB_OWNER_PASSWORD:-wattstream-owner-dev}"
 APP_PASSWORD="${WATTSTREAM_DB_APP_PASSWORD:-wattstream-app-dev}"
+API_PASSWORD="${WATTSTREAM_DB_API_PASSWORD:-wattstream-api-dev}"
 MIRROR="${WATTSTREAM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ROOTFS_VERSION=1   # bump when the package set below changes
 ROOT="$WATTSTREAM_CACHE/trixie-pg17-ts-v$ROOTFS_VERSION"
@@ -115,16 +116,21 @@ start() {
 psql_super() { as_postgres "$PGBIN/../bin/psql" -h /var/run/postgresql -p "$PG_PORT" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 bootstrap_roles() {
-  # The owner role owns the schema and runs migrations; the app role (ingest, API) only reads
-  # and writes rows. timescaledb is created in template1 so every database (tests make their
-  # own) has it without superuser rights.
-  psql_super -d postgres -v owner_pw="$OWNER_PASSWORD" -v app_pw="$APP_PASSWORD" -v db="$PG_DATABASE" <<'SQL'
+  # The owner role owns the schema and runs migrations; the app role (ingest) only reads and
+  # writes rows; the API role reads, writes only certificates and keys, and is subject to
+  # row-level security by tenant. timescaledb is created in template1 so every database
+  # (tests make their own) has it without superuser rights.
+  psql_super -d postgres -v owner_pw="$OWNER_PASSWORD" -v app_pw="$APP_PASSWORD" -v api_pw="$API_PASSWORD" \
+    -v db="$PG_DATABASE" <<'SQL'
 SELECT format('CREATE ROLE wattstream_owner LOGIN CREATEDB PASSWORD %L', :'owner_pw')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wattstream_owner') \gexec
 SELECT format('CREATE ROLE wattstream_app LOGIN PASSWORD %L', :'app_pw')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wattstream_app') \gexec
+SELECT format('CREATE ROLE wattstream_api LOGIN PASSWORD %L', :'api_pw')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wattstream_api') \gexec
 SELECT format('ALTER ROLE wattstream_owner PASSWORD %L', :'owner_pw') \gexec
 SELECT format('ALTER ROLE wattstream_app PASSWORD %L', :'app_pw') \gexec
+SELECT format('ALTER ROLE wattstream_api PASSWORD %L', :'api_pw') \gexec
 -- the owner may end the app role's sessions (dropping a test database, maintenance)
 GRANT pg_signal_backend TO wattstream_owner;
 \c template1

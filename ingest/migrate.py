@@ -25,12 +25,14 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 _APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
 _RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 _GRANT = "SELECT wattstream_grant_app($1)"
+_GRANT_API = "SELECT wattstream_grant_api($1, $2)"
 
 
 async def apply_migrations(
-    dsn: str, app_role: str, on_applied: Callable[[Migration], None] | None = None
+    dsn: str, app_role: str, api_role: str, on_applied: Callable[[Migration], None] | None = None
 ) -> list[Migration]:
-    """Apply what is pending and grant the app role its rows; returns what was applied.
+    """Apply what is pending, grant the app (ingest) role its rows and the API role its narrower
+    rights and tenant policies; returns what was applied.
 
     Safe to run twice and from two processes at once. A migration whose file changed after it
     was applied is an error, not silently skipped.
@@ -58,6 +60,7 @@ async def apply_migrations(
                 on_applied(mig)
             done.append(mig)
         await conn.execute(_GRANT, app_role)
+        await conn.execute(_GRANT_API, api_role, app_role)
         return done
     finally:
         await conn.close()

@@ -27,6 +27,7 @@ class SiteRecord:
     region: str | None = None
     timezone: str = "Asia/Shanghai"
     floor_area_m2: float | None = None
+    tenant: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +42,11 @@ class MeterRecord:
 
 
 _UPSERT_SITE = """
-INSERT INTO sites (site_id, name, kind, region, timezone, floor_area_m2, auto_registered)
-VALUES ($1, $2, $3, $4, $5, $6, false)
+INSERT INTO sites (site_id, name, kind, region, timezone, floor_area_m2, tenant, auto_registered)
+VALUES ($1, $2, $3, $4, $5, $6, $7, false)
 ON CONFLICT (site_id) DO UPDATE
    SET name = EXCLUDED.name, kind = EXCLUDED.kind, region = EXCLUDED.region, timezone = EXCLUDED.timezone,
-       floor_area_m2 = EXCLUDED.floor_area_m2, auto_registered = false
+       floor_area_m2 = EXCLUDED.floor_area_m2, tenant = EXCLUDED.tenant, auto_registered = false
 """
 _UPSERT_METER = """
 INSERT INTO meters (site_id, meter, role, sub_item, multiplier, rollover_kwh, max_power_kw, auto_registered)

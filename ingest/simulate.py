@@ -31,6 +31,7 @@ from schemas.settings import Settings
 
 __all__ = [
     "DEFAULT_FAULT_RATE",
+    "DEMO_TENANTS",
     "FaultPlan",
     "InjectedFault",
     "MeterSpec",
@@ -322,6 +323,10 @@ class Simulator:
             self._faults.append(InjectedFault(kind, site.site, meter.name, local, detail))
 
 
+# the city's districts: each runs its own buildings, and sees only them
+DEMO_TENANTS: Final = ("hz-xihu", "hz-binjiang")
+
+
 def fleet_records(fleet: list[SiteSpec], region: str = "CN-ZJ") -> tuple[list[SiteRecord], list[MeterRecord]]:
     """What the database should know of a fleet: kinds, zones, areas, and each meter's role."""
     sites = [
@@ -332,8 +337,9 @@ def fleet_records(fleet: list[SiteSpec], region: str = "CN-ZJ") -> tuple[list[Si
             region=region,
             timezone=s.timezone,
             floor_area_m2=s.floor_area_m2,
+            tenant=DEMO_TENANTS[i % len(DEMO_TENANTS)],
         )
-        for s in fleet
+        for i, s in enumerate(fleet)
     ]
     meters = [
         MeterRecord(

@@ -58,9 +58,10 @@ async def scratch(base: Settings, label: str, **overrides: Any) -> AsyncIterator
             update={
                 "database_url": _on_database(base.database_url, database),
                 "migrate_database_url": _on_database(base.migrate_database_url, database),
+                "api_database_url": _on_database(base.api_database_url, database),
             }
         )
-        await apply_migrations(s.migrate_database_url.get_secret_value(), s.app_role)
+        await apply_migrations(s.migrate_database_url.get_secret_value(), s.app_role, s.api_role)
         yield await fresh_topics(s, label, **overrides)
     finally:
         await _drop(base, database)

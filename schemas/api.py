@@ -21,6 +21,9 @@ __all__ = [
     "IntensityNow",
     "IntensityPoint",
     "IntensitySeries",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyPublic",
     "MeterPublic",
     "Page",
     "ReadingPublic",
@@ -288,3 +291,37 @@ class CertificatePublic(_Public):
     mwh: float
     factor_g_per_kwh: float
     reference: str | None
+
+
+KeyRole = Literal["admin", "operator", "manager", "alerts"]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, examples=["西湖区政务中心 energy manager"])
+    role: KeyRole = Field(examples=["manager"])
+    tenant: str | None = Field(None, max_length=64, description="manager: every site of this tenant")
+    sites: list[str] = Field(default_factory=list, max_length=1000, description="manager: these sites")
+    expires_in_days: float | None = Field(None, gt=0, le=3650, description="none: never expires")
+    rate_per_s: float | None = Field(None, gt=0, le=100_000, description="none: the API's default")
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class KeyPublic(_Public):
+    key_id: str = Field(examples=["3f9a0c1d2e4b"])
+    name: str
+    role: KeyRole
+    tenant: str | None
+    sites: list[str]
+    rate_per_s: float | None
+    burst: int | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class KeyCreated(_Public):
+    key: KeyPublic
+    token: str = Field(description="send as `Authorization: Bearer <token>`; shown only now")

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         "postgresql://wattstream_owner:wattstream-owner-dev@127.0.0.1:55432/wattstream"
     )
     app_role: str = Field("wattstream_app", description="granted row access by migrations; owns nothing")
+    api_database_url: SecretStr = SecretStr(
+        "postgresql://wattstream_api:wattstream-api-dev@127.0.0.1:55432/wattstream"
+    )
+    api_role: str = Field(
+        "wattstream_api",
+        description="the API's role: reads, writes certificates and keys, tenant row security",
+    )
     db_pool_min: int = Field(2, ge=1)
     db_pool_max: int = Field(10, ge=1)
 
@@ -132,6 +139,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_page_max: int = Field(10_000, ge=1)
     api_page_default: int = Field(1000, ge=1)
+    api_key_cache_s: float = Field(
+        5.0, ge=0, description="how long an API process trusts a looked-up key (revocation takes this long)"
+    )
+    api_rate_per_s: float = Field(50.0, gt=0, description="requests per second per key, unless the key says")
+    api_rate_burst: int = Field(100, ge=1, description="requests a key may make at once before 429")
 
     @field_validator("energy_bucket_s")
     @classmethod

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -77,6 +77,7 @@ def migrate(log_level: LogLevel = "INFO") -> None:
         apply_migrations(
             s.migrate_database_url.get_secret_value(),
             s.app_role,
+            s.api_role,
             on_applied=lambda m: console.print(f"applied {m.version:03d}_{m.name}"),
         )
     )
@@ -395,6 +396,93 @@ def replay_rte(
     _replay_grid(rte_eco2mix_json(file, region=region), rate)
 
 
+keys_app = typer.Typer(help="API keys: create (the token is shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+async def _with_db(s: Settings, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url.get_secret_value())
+    try:
+        return await op(conn)
+    finally:
+        await conn.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what the key is for")],
+    role: Annotated[str, typer.Option(help="admin, operator, manager or alerts")],
+    tenant: Annotated[str | None, typer.Option(help="manager: every site of this tenant")] = None,
+    site: Annotated[list[str] | None, typer.Option(help="manager: this site (repeat)")] = None,
+    expires_in_days: Annotated[float | None, typer.Option(help="default: never")] = None,
+    rate: Annotated[float | None, typer.Option(help="requests/s; default: the API's")] = None,
+    burst: Annotated[int | None, typer.Option(help="requests at once; default: the API's")] = None,
+    token_only: Annotated[bool, typer.Option(help="print only the token (for scripts)")] = False,
+) -> None:
+    """Create a key; its token is printed once and only its hash is kept."""
+    from pydantic import ValidationError
+
+    from api.keys import create_key, key_problem
+    from schemas.api import KeyCreate
+
+    try:
+        spec = KeyCreate(
+            name=name,
+            role=role,
+            tenant=tenant,
+            sites=site or [],
+            expires_in_days=expires_in_days,
+            rate_per_s=rate,
+            burst=burst,
+        )
+    except ValidationError as exc:
+        console.print(f"[red]invalid key:[/red] {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    problem = key_problem(spec)
+    if problem is not None:
+        console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2)
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    key, token = asyncio.run(_with_db(_settings(), lambda conn: create_key(conn, spec, expires)))
+    if token_only:
+        print(token)
+        return
+    console.print(f"created key {key.key_id} ({key.role}{', tenant ' + key.tenant if key.tenant else ''})")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key, without secrets: role, scope, expiry, revocation, last use."""
+    from api.keys import list_keys
+
+    for k in asyncio.run(_with_db(_settings(), list_keys)):
+        state = (
+            "revoked"
+            if k.revoked_at
+            else ("expires " + k.expires_at.isoformat() if k.expires_at else "active")
+        )
+        scope = f" tenant={k.tenant}" if k.tenant else ""
+        scope += f" sites={','.join(k.sites)}" if k.sites else ""
+        console.print(
+            f"{k.key_id}  {k.role:<8} {k.name}{scope}  [{state}]  last used {k.last_used_at or '-'}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id (the part after ws_)")]) -> None:
+    """Revoke a key: API processes refuse it within WATTSTREAM_API_KEY_CACHE_S."""
+    from api.keys import revoke_key
+
+    key = asyncio.run(_with_db(_settings(), lambda conn: revoke_key(conn, key_id)))
+    if key is None:
+        console.print(f"[red]no key {key_id!r}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked {key.key_id} ({key.name}) at {key.revoked_at}")
+
+
 factors_app = typer.Typer(
     help="Emission factor sets: what is loaded, and exporting a publisher's.", no_args_is_help=True
 )
@@ -512,6 +600,27 @@ def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
     return runs
 
 
+def _demo_keys(s: Settings) -> list[tuple[str, str]]:
+    """Fresh keys for the demo: an admin, and a manager who sees only one district's buildings."""
+    from api.keys import create_key
+    from ingest.simulate import DEMO_TENANTS
+    from schemas.api import KeyCreate
+
+    specs = [
+        ("admin key (everything)", KeyCreate(name="demo admin", role="admin", expires_in_days=1)),
+        (
+            f"manager key (tenant {DEMO_TENANTS[0]} only)",
+            KeyCreate(name="demo manager", role="manager", tenant=DEMO_TENANTS[0], expires_in_days=1),
+        ),
+    ]
+    expires = datetime.now(UTC) + timedelta(days=1)
+
+    async def create_all(conn: Any) -> list[tuple[str, str]]:
+        return [(label, (await create_key(conn, spec, expires))[1]) for label, spec in specs]
+
+    return cast(list[tuple[str, str]], asyncio.run(_with_db(s, create_all)))
+
+
 @app.command()
 def up(
     rate: Annotated[float, typer.Option(help="simulator readings per second")] = 200.0,
@@ -542,6 +651,7 @@ def up(
     exe = [sys.executable, "-m", "wattstream"]
     subprocess.run([*exe, "migrate"], check=True, env=env)
     subprocess.run([*exe, "topics"], check=True, env=env)
+    demo_keys = _demo_keys(s)
     children = {
         "ingest": subprocess.Popen([*exe, "ingest"], env=env),
         "api": subprocess.Popen([*exe, "api"], env=env),
@@ -562,6 +672,8 @@ def up(
     }
     for name, args in _real_data_replays(data_dir):
         children[name] = subprocess.Popen([*exe, "replay", *args], env=env)
+    for label, token in demo_keys:
+        console.print(f"{label}: [bold]{token}[/bold]", soft_wrap=True)
     console.print(
         f"[bold green]wattstream is up[/bold green]: API http://{s.api_host}:{s.api_port}/docs  ·  "
         f"metrics http://{s.api_host}:{s.api_port}/metrics and http://{s.ingest_metrics_host}:"

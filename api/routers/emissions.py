@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from api.deps import Db
+from api.auth import Scoped, SitesRead, SitesWrite
 from api.errors import ApiError, NotFound, error_responses
 from api.params import INTERVAL, AsOf, End, Res, Start, check_range, site_or_404
 from schemas.api import CertificateCreate, CertificatePublic, EmissionBucket, SiteEmissions
@@ -84,15 +84,20 @@ _DELETE_CERT = "DELETE FROM green_certificates WHERE site_id = $1 AND certificat
     responses=error_responses(404, 422),
 )
 async def site_emissions(
-    pool: Db, site: Site, start: Start, end: End, resolution: Res = "hour", as_of: AsOf = None
+    conn: Scoped,
+    who: SitesRead,
+    site: Site,
+    start: Start,
+    end: End,
+    resolution: Res = "hour",
+    as_of: AsOf = None,
 ) -> SiteEmissions:
     check_range(start, end, resolution)
-    site_row = await site_or_404(pool, site)
+    site_row = await site_or_404(conn, site, who)
     tz = site_row["timezone"]
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(_WITH_ENDS, site, start, end, as_of, INTERVAL[resolution], tz)
-        counts = {r["quality"]: r["n"] for r in await conn.fetch(_QUALITY_COUNTS, site, start, end, as_of)}
-        certs = await conn.fetch(_CERTS_IN, site, start, end)
+    rows = await conn.fetch(_WITH_ENDS, site, start, end, as_of, INTERVAL[resolution], tz)
+    counts = {r["quality"]: r["n"] for r in await conn.fetch(_QUALITY_COUNTS, site, start, end, as_of)}
+    certs = await conn.fetch(_CERTS_IN, site, start, end)
     total_kwh = sum(r["kwh"] for r in rows)
     # certificates cover energy at their own factor, cleanest first, up to the range's energy
     remaining = total_kwh
@@ -146,9 +151,9 @@ async def site_emissions(
     summary="The site's green-power contracts (绿电) and green certificates (绿证)",
     responses=error_responses(404, 422),
 )
-async def list_certificates(pool: Db, site: Site) -> list[CertificatePublic]:
-    await site_or_404(pool, site)
-    return [CertificatePublic(**dict(r)) for r in await pool.fetch(_CERTS, site)]
+async def list_certificates(conn: Scoped, who: SitesRead, site: Site) -> list[CertificatePublic]:
+    await site_or_404(conn, site, who)
+    return [CertificatePublic(**dict(r)) for r in await conn.fetch(_CERTS, site)]
 
 
 @router.post(
@@ -158,13 +163,15 @@ async def list_certificates(pool: Db, site: Site) -> list[CertificatePublic]:
     summary="Record a green-power contract or green certificates for a period",
     responses=error_responses(404, 422),
 )
-async def add_certificate(pool: Db, site: Site, body: CertificateCreate) -> CertificatePublic:
+async def add_certificate(
+    conn: Scoped, who: SitesWrite, site: Site, body: CertificateCreate
+) -> CertificatePublic:
     if body.period_start.tzinfo is None or body.period_end.tzinfo is None:
         raise ApiError("period times need a UTC offset", field="period_start")
     if body.period_end <= body.period_start:
         raise ApiError("period_end must be after period_start", field="period_end")
-    await site_or_404(pool, site)
-    row = await pool.fetchrow(
+    await site_or_404(conn, site, who)
+    row = await conn.fetchrow(
         _ADD_CERT,
         site,
         body.kind,
@@ -184,9 +191,9 @@ async def add_certificate(pool: Db, site: Site, body: CertificateCreate) -> Cert
     summary="Withdraw a certificate or contract",
     responses=error_responses(404, 422),
 )
-async def delete_certificate(pool: Db, site: Site, certificate_id: int) -> Response:
-    await site_or_404(pool, site)
-    status = await pool.execute(_DELETE_CERT, site, certificate_id)
+async def delete_certificate(conn: Scoped, who: SitesWrite, site: Site, certificate_id: int) -> Response:
+    await site_or_404(conn, site, who)
+    status = await conn.execute(_DELETE_CERT, site, certificate_id)
     if status.endswith(" 0"):
         raise NotFound(f"certificate {certificate_id} not found at site {site!r}")
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import asyncpg
 from fastapi import APIRouter, Path, Query
 
-from api.deps import Db
+from api.auth import Principal, Scoped, SitesRead
 from api.errors import ApiError, NotFound, error_responses
 from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_or_404
 from schemas.api import BalanceBucket, EnergyBucket, EnergySeries, SiteBalance, SiteNow
@@ -56,7 +56,7 @@ _ID = re.compile(IDENTIFIER)
 
 
 async def _series(
-    pool: Db,
+    conn: Scoped,
     site_row: asyncpg.Record,
     meter_ids: list[int],
     start: datetime,
@@ -68,7 +68,7 @@ async def _series(
 ) -> EnergySeries:
     """The energy of these meters of one site, bucketed in the site's zone."""
     tz = site_row["timezone"]
-    rows = await pool.fetch(_SERIES, meter_ids, start, end, INTERVAL[resolution], tz)
+    rows = await conn.fetch(_SERIES, meter_ids, start, end, INTERVAL[resolution], tz)
     buckets = []
     total = covered = span = 0.0
     for r in rows:
@@ -100,7 +100,8 @@ async def _series(
     responses=error_responses(404, 422),
 )
 async def meter_energy(
-    pool: Db,
+    conn: Scoped,
+    who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
     meter: Annotated[str, Path(pattern=IDENTIFIER)],
     start: Start,
@@ -108,11 +109,11 @@ async def meter_energy(
     resolution: Res = "hour",
 ) -> EnergySeries:
     check_range(start, end, resolution)
-    site_row = await site_or_404(pool, site)
-    meter_id = await pool.fetchval(_METER, site, meter)
+    site_row = await site_or_404(conn, site, who)
+    meter_id = await conn.fetchval(_METER, site, meter)
     if meter_id is None:
         raise NotFound(f"meter {meter!r} not found at site {site!r}")
-    return await _series(pool, site_row, [meter_id], start, end, resolution, meter=meter)
+    return await _series(conn, site_row, [meter_id], start, end, resolution, meter=meter)
 
 
 @router.get(
@@ -122,7 +123,8 @@ async def meter_energy(
     responses=error_responses(404, 422),
 )
 async def site_energy(
-    pool: Db,
+    conn: Scoped,
+    who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
     start: Start,
     end: End,
@@ -130,15 +132,21 @@ async def site_energy(
     sub_item: SubItem = None,
 ) -> EnergySeries:
     check_range(start, end, resolution)
-    return await _site_series(pool, site, start, end, resolution, sub_item)
+    return await _site_series(conn, who, site, start, end, resolution, sub_item)
 
 
 async def _site_series(
-    pool: Db, site: str, start: datetime, end: datetime, resolution: Resolution, sub_item: str | None
+    conn: Scoped,
+    who: Principal,
+    site: str,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution,
+    sub_item: str | None,
 ) -> EnergySeries:
-    site_row = await site_or_404(pool, site)
-    meter_ids = [r["meter_id"] for r in await pool.fetch(_SITE_METERS, site, sub_item)]
-    return await _series(pool, site_row, meter_ids, start, end, resolution, sub_item=sub_item)
+    site_row = await site_or_404(conn, site, who)
+    meter_ids = [r["meter_id"] for r in await conn.fetch(_SITE_METERS, site, sub_item)]
+    return await _series(conn, site_row, meter_ids, start, end, resolution, sub_item=sub_item)
 
 
 MAX_SITES = 100
@@ -152,7 +160,8 @@ MAX_SITES = 100
     tags=["energy"],
 )
 async def many_sites_energy(
-    pool: Db,
+    conn: Scoped,
+    who: SitesRead,
     site: Annotated[list[str], Query(min_length=1, description=f"repeat for each site, at most {MAX_SITES}")],
     start: Start,
     end: End,
@@ -165,7 +174,7 @@ async def many_sites_energy(
         if not _ID.fullmatch(s):  # fullmatch: `$` alone would let "id\n" through
             raise ApiError(f"{s!r} is not a site id", field="site")
     check_range(start, end, resolution)
-    return [await _site_series(pool, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
+    return [await _site_series(conn, who, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
 
 
 _NOW = """
@@ -195,14 +204,13 @@ _BUCKET_END = (
     summary="Site power now and energy today",
     responses=error_responses(404, 422),
 )
-async def site_now(pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> SiteNow:
-    site_row = await site_or_404(pool, site)
+async def site_now(conn: Scoped, who: SitesRead, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> SiteNow:
+    site_row = await site_or_404(conn, site, who)
     tz = site_row["timezone"]
-    async with pool.acquire() as conn:
-        now_row = await conn.fetchrow(_NOW, site)
-        day = await conn.fetchrow(_LOCAL_MIDNIGHT, tz)
-        meter_ids = [r["meter_id"] for r in await conn.fetch(_SITE_METERS, site, None)]
-    today = await _series(pool, site_row, meter_ids, day["midnight"], day["now"], "day")
+    now_row = await conn.fetchrow(_NOW, site)
+    day = await conn.fetchrow(_LOCAL_MIDNIGHT, tz)
+    meter_ids = [r["meter_id"] for r in await conn.fetch(_SITE_METERS, site, None)]
+    today = await _series(conn, site_row, meter_ids, day["midnight"], day["now"], "day")
     return SiteNow(
         site=site,
         power_kw=now_row["power_kw"],
@@ -221,12 +229,17 @@ async def site_now(pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)]) -> 
     responses=error_responses(404, 422),
 )
 async def site_balance(
-    pool: Db, site: Annotated[str, Path(pattern=IDENTIFIER)], start: Start, end: End, resolution: Res = "hour"
+    conn: Scoped,
+    who: SitesRead,
+    site: Annotated[str, Path(pattern=IDENTIFIER)],
+    start: Start,
+    end: End,
+    resolution: Res = "hour",
 ) -> SiteBalance:
     check_range(start, end, resolution)
-    site_row = await site_or_404(pool, site)
+    site_row = await site_or_404(conn, site, who)
     tz, tolerance = site_row["timezone"], site_row["balance_tolerance"]
-    rows = await pool.fetch(_BALANCE, site, start, end, INTERVAL[resolution], tz)
+    rows = await conn.fetch(_BALANCE, site, start, end, INTERVAL[resolution], tz)
     mains: dict[datetime, float] = {}
     sub_items: dict[datetime, dict[str, float]] = {}
     for r in rows:
@@ -238,7 +251,7 @@ async def site_balance(
             name = r["sub_item"] or "unassigned"
             subs[name] = subs.get(name, 0.0) + r["kwh"]
     starts = list(mains)
-    ends = [r[0] for r in await pool.fetch(_BUCKET_END, starts, tz, INTERVAL[resolution])] if starts else []
+    ends = [r[0] for r in await conn.fetch(_BUCKET_END, starts, tz, INTERVAL[resolution])] if starts else []
     buckets = []
     for s0, e0 in zip(starts, ends, strict=True):
         main, subs = mains[s0], sub_items[s0]

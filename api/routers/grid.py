@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Path, Query
 
-from api.deps import Db, SettingsDep
+from api.auth import GridRead, Principal, Scoped
+from api.deps import SettingsDep
 from api.errors import ApiError, NotFound, error_responses
 from api.params import AsOf, End, Start, check_range
 from core.intensity import lowest_window
@@ -52,12 +53,16 @@ FactorSetQ = Annotated[
     str | None, Query(max_length=100, description="a factor set by name, e.g. publisher; overrides scope")
 ]
 
+# a region exists if it has grid data; a manager sees the regions its sites are in
 _EXISTS = """
-SELECT EXISTS (SELECT FROM grid_mix WHERE region = $1)
-    OR EXISTS (SELECT FROM grid_intensity WHERE region = $1)
+SELECT (EXISTS (SELECT FROM grid_mix WHERE region = $1)
+        OR EXISTS (SELECT FROM grid_intensity WHERE region = $1))
+   AND ($2 OR EXISTS (SELECT FROM sites WHERE region = $1 AND (tenant = $3 OR site_id = ANY($4::text[]))))
 """
 _REGIONS = """
-SELECT region, max(ts) AS latest FROM grid_intensity WHERE superseded_at IS NULL AND kind = 'actual'
+SELECT region, max(ts) AS latest FROM grid_intensity
+ WHERE superseded_at IS NULL AND kind = 'actual'
+   AND ($1 OR region IN (SELECT region FROM sites WHERE tenant = $2 OR site_id = ANY($3::text[])))
  GROUP BY region ORDER BY region
 """
 _DEFAULT_SET = """
@@ -155,17 +160,17 @@ _ROLLUP = {"hour": "1 hour", "day": "1 day", "month": "1 month"}
 MAX_POINTS = 10_000
 
 
-async def _region_or_404(pool: Db, region: str) -> None:
-    if not await pool.fetchval(_EXISTS, region):
+async def _region_or_404(conn: Scoped, region: str, who: Principal) -> None:
+    if not await conn.fetchval(_EXISTS, region, who.all_sites, who.tenant, sorted(who.sites)):
         raise NotFound(f"region {region!r} not found")
 
 
-async def _factor_set(pool: Db, region: str, basis: Basis, scope: str, factor_set: str | None) -> str:
+async def _factor_set(conn: Scoped, region: str, basis: Basis, scope: str, factor_set: str | None) -> str:
     if basis == "published":
         return "published"
     if factor_set is not None:
         return factor_set
-    name = await pool.fetchval(_DEFAULT_SET, region, scope)
+    name = await conn.fetchval(_DEFAULT_SET, region, scope)
     return str(name) if name is not None else f"none-for-{scope}"
 
 
@@ -226,8 +231,9 @@ def _targets(targets: dict[int, float], share: float | None) -> list[TargetGap]:
     response_model=list[dict[str, Any]],
     summary="Regions with intensity, and their latest interval",
 )
-async def regions(pool: Db) -> list[dict[str, Any]]:
-    return [{"region": r["region"], "latest": r["latest"]} for r in await pool.fetch(_REGIONS)]
+async def regions(conn: Scoped, who: GridRead) -> list[dict[str, Any]]:
+    rows = await conn.fetch(_REGIONS, who.all_sites, who.tenant, sorted(who.sites))
+    return [{"region": r["region"], "latest": r["latest"]} for r in rows]
 
 
 @router.get(
@@ -236,10 +242,10 @@ async def regions(pool: Db) -> list[dict[str, Any]]:
     summary="The latest intensity of every factor set and basis, the mix, and the non-fossil targets",
     responses=error_responses(404, 422),
 )
-async def intensity_now(pool: Db, settings: SettingsDep, region: Region) -> IntensityNow:
-    await _region_or_404(pool, region)
-    rows = await pool.fetch(_LATEST, region)
-    mix = await pool.fetchrow(_MIX_LATEST, region)
+async def intensity_now(conn: Scoped, who: GridRead, settings: SettingsDep, region: Region) -> IntensityNow:
+    await _region_or_404(conn, region, who)
+    rows = await conn.fetch(_LATEST, region)
+    mix = await conn.fetchrow(_MIX_LATEST, region)
     points = [_point(r) for r in rows]
     production = [p for p in points if p.basis == "production" and p.nonfossil_share is not None]
     share = max(production, key=lambda p: p.start).nonfossil_share if production else None
@@ -259,7 +265,8 @@ async def intensity_now(pool: Db, settings: SettingsDep, region: Region) -> Inte
     responses=error_responses(404, 422),
 )
 async def intensity_history(
-    pool: Db,
+    conn: Scoped,
+    who: GridRead,
     settings: SettingsDep,
     region: Region,
     start: Start,
@@ -272,13 +279,13 @@ async def intensity_history(
     resolution: Annotated[Literal["raw", "hour", "day"], Query(description="raw: as stored")] = "raw",
 ) -> IntensitySeries:
     check_range(start, end, resolution, 300 if resolution == "raw" else None)
-    await _region_or_404(pool, region)
-    fset = await _factor_set(pool, region, basis, scope or settings.emissions_scope, factor_set)
+    await _region_or_404(conn, region, who)
+    fset = await _factor_set(conn, region, basis, scope or settings.emissions_scope, factor_set)
     if resolution == "raw":
-        rows = await pool.fetch(_HISTORY, region, fset, basis, kind, start, end, as_of, MAX_POINTS)
+        rows = await conn.fetch(_HISTORY, region, fset, basis, kind, start, end, as_of, MAX_POINTS)
         points = [_point(r) for r in rows]
     else:
-        rows = await pool.fetch(_ROLLED, region, fset, basis, kind, start, end, as_of, _ROLLUP[resolution])
+        rows = await conn.fetch(_ROLLED, region, fset, basis, kind, start, end, as_of, _ROLLUP[resolution])
         step = timedelta(hours=1) if resolution == "hour" else timedelta(days=1)
         points = [
             IntensityPoint(
@@ -317,10 +324,12 @@ async def intensity_history(
     summary="Generation mixes (the current revision of each interval)",
     responses=error_responses(404, 422),
 )
-async def mix_history(pool: Db, region: Region, start: Start, end: End) -> list[GridMixPublic]:
+async def mix_history(
+    conn: Scoped, who: GridRead, region: Region, start: Start, end: End
+) -> list[GridMixPublic]:
     check_range(start, end, "raw", 300)
-    await _region_or_404(pool, region)
-    return [_mix(r) for r in await pool.fetch(_MIXES, region, start, end, MAX_POINTS)]
+    await _region_or_404(conn, region, who)
+    return [_mix(r) for r in await conn.fetch(_MIXES, region, start, end, MAX_POINTS)]
 
 
 @router.get(
@@ -330,7 +339,8 @@ async def mix_history(pool: Db, region: Region, start: Start, end: End) -> list[
     responses=error_responses(404, 422),
 )
 async def shares(
-    pool: Db,
+    conn: Scoped,
+    who: GridRead,
     settings: SettingsDep,
     region: Region,
     start: Start,
@@ -339,10 +349,11 @@ async def shares(
     timezone: Annotated[str, Query(max_length=64, description="IANA zone for days and months")] = "UTC",
 ) -> SharesSeries:
     check_range(start, end, resolution, {"hour": 3600, "day": 86_400, "month": 28 * 86_400}[resolution])
-    await _region_or_404(pool, region)
-    fset = await _factor_set(pool, region, "production", settings.emissions_scope, None)
+    await _region_or_404(conn, region, who)
+    fset = await _factor_set(conn, region, "production", settings.emissions_scope, None)
     try:
-        rows = await pool.fetch(_SHARES, region, start, end, _ROLLUP[resolution], timezone, fset)
+        async with conn.transaction():  # a savepoint: a bad zone must not abort the request's transaction
+            rows = await conn.fetch(_SHARES, region, start, end, _ROLLUP[resolution], timezone, fset)
     except asyncpg.InvalidParameterValueError as exc:
         raise ApiError(f"unknown time zone {timezone!r}", field="timezone") from exc
     step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "month": timedelta(days=31)}[resolution]
@@ -388,7 +399,8 @@ async def shares(
     responses=error_responses(404, 422),
 )
 async def lowest_carbon_window(
-    pool: Db,
+    conn: Scoped,
+    who: GridRead,
     settings: SettingsDep,
     region: Region,
     duration_minutes: Annotated[int, Query(ge=5, le=1440, description="how long the load runs")] = 60,
@@ -400,10 +412,10 @@ async def lowest_carbon_window(
         raise ApiError("start needs a UTC offset", field="start")
     if duration_minutes > horizon_hours * 60:
         raise ApiError("the window must fit in the horizon", field="duration_minutes")
-    await _region_or_404(pool, region)
+    await _region_or_404(conn, region, who)
     t0 = (start or datetime.now(UTC)).astimezone(UTC)
     t1 = t0 + timedelta(hours=horizon_hours)
-    forecast = await pool.fetchrow(_FORECAST_SETS, region, t0, t1)
+    forecast = await conn.fetchrow(_FORECAST_SETS, region, t0, t1)
     shifted = 0
     basis: Basis
     if forecast is not None:
@@ -411,12 +423,12 @@ async def lowest_carbon_window(
     else:  # persistence: the same hours, whole days back, shifted forward
         shifted = -(-horizon_hours // 24)
         basis = "consumption"
-        fset = await _factor_set(pool, region, basis, scope or settings.emissions_scope, None)
+        fset = await _factor_set(conn, region, basis, scope or settings.emissions_scope, None)
         kind, lo, hi = "actual", t0 - timedelta(days=shifted), t1 - timedelta(days=shifted)
-    rows = await pool.fetch(_WINDOW_DATA, region, fset, basis, kind, lo, hi)
+    rows = await conn.fetch(_WINDOW_DATA, region, fset, basis, kind, lo, hi)
     if not rows and kind == "actual":  # a region whose operator publishes intensity only
         basis, fset = "published", "published"
-        rows = await pool.fetch(_WINDOW_DATA, region, fset, basis, kind, lo, hi)
+        rows = await conn.fetch(_WINDOW_DATA, region, fset, basis, kind, lo, hi)
     if not rows:
         raise NotFound(f"no intensity for {region!r} in the horizon or the same hours before it")
     starts = [r["s"] for r in rows]

@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
-from api.deps import Db, SettingsDep
+from api.auth import Scoped, SitesRead
+from api.deps import SettingsDep
 from api.errors import ApiError, NotFound, error_responses
+from api.params import visible_or_404
 from schemas.api import MeterPublic, Page, ReadingPublic, SitePublic
 from schemas.messages import IDENTIFIER, QUALITY_NAMES
 from schemas.timeutil import from_epoch_us, to_epoch_us
@@ -22,6 +24,7 @@ _SITES = """
 SELECT s.*, (SELECT count(*) FROM meters m WHERE m.site_id = s.site_id) AS meters
   FROM sites s
  WHERE ($1::text IS NULL OR s.site_id > $1)
+   AND ($3 OR s.tenant = $4 OR s.site_id = ANY($5::text[]))
  ORDER BY s.site_id
  LIMIT $2
 """
@@ -55,7 +58,8 @@ def _site(row: object) -> SitePublic:
 
 @router.get("", response_model=Page[SitePublic], summary="List sites", responses=error_responses(422))
 async def list_sites(
-    pool: Db,
+    conn: Scoped,
+    who: SitesRead,
     settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
     cursor: Annotated[
@@ -63,27 +67,22 @@ async def list_sites(
     ] = None,
 ) -> Page[SitePublic]:
     size = _page_size(limit, settings.api_page_default, settings.api_page_max)
-    rows = await pool.fetch(_SITES, cursor, size + 1)
+    rows = await conn.fetch(_SITES, cursor, size + 1, who.all_sites, who.tenant, sorted(who.sites))
     items = [_site(r) for r in rows[:size]]
     return Page[SitePublic](items=items, next_cursor=items[-1].site_id if len(rows) > size else None)
 
 
 @router.get("/{site}", response_model=SitePublic, summary="One site", responses=_NOT_FOUND)
-async def get_site(pool: Db, site: SiteId) -> SitePublic:
-    row = await pool.fetchrow(_SITE, site)
-    if row is None:
-        raise NotFound(f"site {site!r} not found")
-    return _site(row)
+async def get_site(conn: Scoped, who: SitesRead, site: SiteId) -> SitePublic:
+    return _site(visible_or_404(await conn.fetchrow(_SITE, site), who, site))
 
 
 @router.get(
     "/{site}/meters", response_model=list[MeterPublic], summary="A site's meters", responses=_NOT_FOUND
 )
-async def list_meters(pool: Db, site: SiteId) -> list[MeterPublic]:
-    async with pool.acquire() as conn:
-        if await conn.fetchrow(_SITE, site) is None:
-            raise NotFound(f"site {site!r} not found")
-        rows = await conn.fetch(_METERS, site)
+async def list_meters(conn: Scoped, who: SitesRead, site: SiteId) -> list[MeterPublic]:
+    visible_or_404(await conn.fetchrow(_SITE, site), who, site)
+    rows = await conn.fetch(_METERS, site)
     return [MeterPublic.model_validate(dict(r)) for r in rows]
 
 
@@ -94,7 +93,8 @@ async def list_meters(pool: Db, site: SiteId) -> list[MeterPublic]:
     responses=_NOT_FOUND,
 )
 async def list_readings(
-    pool: Db,
+    conn: Scoped,
+    who: SitesRead,
     settings: SettingsDep,
     site: SiteId,
     meter: MeterName,
@@ -109,13 +109,11 @@ async def list_readings(
         raise ApiError("end must be after start", field="end")
     size = _page_size(limit, settings.api_page_default, settings.api_page_max)
     lower: datetime = from_epoch_us(int(cursor) + 1) if cursor is not None else start
-    async with pool.acquire() as conn:
-        meter_id = await conn.fetchval(_METER_ID, site, meter)
-        if meter_id is None:
-            if await conn.fetchrow(_SITE, site) is None:
-                raise NotFound(f"site {site!r} not found")
-            raise NotFound(f"meter {meter!r} not found at site {site!r}")
-        rows = await conn.fetch(_READINGS, meter_id, max(lower, start), end, size + 1)
+    visible_or_404(await conn.fetchrow(_SITE, site), who, site)
+    meter_id = await conn.fetchval(_METER_ID, site, meter)
+    if meter_id is None:
+        raise NotFound(f"meter {meter!r} not found at site {site!r}")
+    rows = await conn.fetch(_READINGS, meter_id, max(lower, start), end, size + 1)
     items = [
         ReadingPublic(
             ts=r["ts"],

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
-from helpers import Worker, api_server, produce, wait_for
+from helpers import Worker, admin_headers, api_server, produce, wait_for
 
 from ingest.registry import MeterRecord, SiteRecord, register
 from schemas.settings import Settings
@@ -125,7 +125,8 @@ async def test_grid_and_emissions_api(pipeline: Settings, tmp_path: Path) -> Non
     finally:
         worker.terminate()
 
-    async with api_server(pipeline) as base, httpx.AsyncClient(base_url=base) as client:
+    headers = await admin_headers(pipeline)
+    async with api_server(pipeline) as base, httpx.AsyncClient(base_url=base, headers=headers) as client:
         now = (await client.get(f"/v1/grid/{REGION}/intensity/now")).json()
         assert now["as_of"] == (T0 + timedelta(minutes=105)).isoformat().replace("+00:00", "Z")
         named = {(p["factor_set"], p["basis"]) for p in now["intensities"]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import api_server, reading_stats, streaming, wait_for
+from helpers import admin_headers, api_server, reading_stats, streaming, wait_for
 
 from schemas.settings import Settings
 
@@ -57,7 +57,7 @@ async def test_readings_sites_meters_and_errors(pipeline: Settings, tmp_path: Pa
             return True if n >= 64 else n  # 63 of api-site1, 1 of api-site2
 
         await wait_for(stored, 60, "64 rows")
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=await admin_headers(pipeline)) as client:
             url = f"/v1/sites/{site}/meters/main/readings"
             window = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-20T01:00:00Z"}
             body = (await client.get(url, params=window)).json()

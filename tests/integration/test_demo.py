@@ -5,6 +5,7 @@ the API's /metrics, and Ctrl-C stops it all cleanly."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 from pathlib import Path
@@ -56,6 +57,13 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
                 return r.status_code == 200 or r.text
 
             await wait_for(ready, 90, "the API to be ready")
+            # the demo prints ready keys: an admin's, and a manager's who sees one district only
+            printed = (tmp_path / "up.log").read_text()
+            admin = re.search(r"admin key \(everything\): (ws_\S+)", printed)
+            manager = re.search(r"manager key \(tenant hz-xihu only\): (ws_\S+)", printed)
+            assert admin is not None and manager is not None, printed[-2000:]
+            assert (await client.get("/v1/sites")).status_code == 401
+            client.headers["Authorization"] = f"Bearer {admin[1]}"
 
             async def flowing() -> bool | object:
                 sites = (await client.get("/v1/sites")).json()["items"]
@@ -71,6 +79,12 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
                 return bool(consumed) or "no ingest counters on the API's /metrics yet"
 
             await wait_for(flowing, 90, "sites and ingest metrics")
+            mine = (await client.get("/v1/sites", headers={"Authorization": f"Bearer {manager[1]}"})).json()[
+                "items"
+            ]
+            assert mine and {x["tenant"] for x in mine} == {"hz-xihu"}
+            theirs = await client.get("/v1/sites/hz-b002", headers={"Authorization": f"Bearer {manager[1]}"})
+            assert theirs.status_code == 404  # another district's building: as if it did not exist
             meters = (await client.get("/v1/sites/hz-b001/meters")).json()
             assert {(m["meter"], m["role"]) for m in meters} >= {("main", "main"), ("sub-hvac", "sub_item")}
 

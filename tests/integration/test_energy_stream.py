@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import numpy as np
 import pytest
-from helpers import api_server, reading_stats, streaming, wait_for
+from helpers import admin_headers, api_server, reading_stats, streaming, wait_for
 
 from core.energy import interval_energy
 from schemas.settings import Settings
@@ -151,7 +151,7 @@ async def _stored_and_served(
     async with streaming(s, messages, tmp_path / "worker.log") as (_, producing), api_server(s) as base:
         await producing
         await wait_for(lambda: _at_least(s, {site}, rows), 60, f"{rows} rows")
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=await admin_headers(s)) as client:
             yield client
 
 

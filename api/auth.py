@@ -1,0 +1,246 @@
+"""API keys, roles and the scope of a request.
+
+A key is `ws_<key_id>_<secret>`, sent as `Authorization: Bearer <key>`. The database holds the
+key id and the SHA-256 of the secret (256 random bits: a fast hash is enough), never the
+secret. Roles:
+
+| role | may |
+|---|---|
+| admin | everything, including keys |
+| operator | read every site and every grid region |
+| manager | read and configure its tenant's sites and/or listed sites, and the regions they are in |
+| alerts | alerts and their streams only |
+
+Every route declares the permission it needs (`require(...)`); a missing, malformed, unknown,
+revoked or expired key answers 401, a key without the permission 403, a key over its rate
+429 with `Retry-After`. A site (or region, or certificate) outside a key's scope answers 404
+exactly like one that does not exist: the same lookup, with the scope in its WHERE clause and
+in the database's row-level security, so the body and the timing are those of a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import Forbidden, TooManyRequests, Unauthorized
+from schemas.settings import Settings
+
+__all__ = [
+    "PERMISSIONS",
+    "AdminKey",
+    "AlertsRead",
+    "GridRead",
+    "KeyStore",
+    "NewKey",
+    "Principal",
+    "RateLimiter",
+    "Scoped",
+    "SitesRead",
+    "SitesWrite",
+    "generate_key",
+    "hash_secret",
+    "require",
+]
+
+Role = Literal["admin", "operator", "manager", "alerts"]
+Permission = Literal["sites:read", "sites:write", "grid:read", "alerts:read", "keys:admin"]
+PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    "admin": frozenset({"sites:read", "sites:write", "grid:read", "alerts:read", "keys:admin"}),
+    "operator": frozenset({"sites:read", "grid:read", "alerts:read"}),
+    "manager": frozenset({"sites:read", "sites:write", "grid:read", "alerts:read"}),
+    "alerts": frozenset({"alerts:read"}),
+}
+_PREFIX: Final = "ws"
+_DUMMY_HASH: Final = hashlib.sha256(b"no such key").digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, and what they may see."""
+
+    key_id: str
+    name: str
+    role: Role
+    tenant: str | None
+    sites: frozenset[str]
+    rate_per_s: float | None = None
+    burst: int | None = None
+
+    @property
+    def all_sites(self) -> bool:
+        return self.role in ("admin", "operator")
+
+    def can_see(self, site_id: str, tenant: str) -> bool:
+        return self.all_sites or tenant == self.tenant or site_id in self.sites
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key_id: str
+    token: str  # shown once
+    secret_sha256: bytes
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def generate_key() -> NewKey:
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return NewKey(key_id, f"{_PREFIX}_{key_id}_{secret}", hash_secret(secret))
+
+
+def _split(token: str) -> tuple[str, str] | None:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != _PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+_LOOKUP = """
+SELECT key_id, secret_sha256, name, role, tenant, sites, rate_per_s, burst, expires_at, revoked_at
+  FROM api_keys WHERE key_id = $1
+"""
+_TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE key_id = $1"
+
+
+class KeyStore:
+    """Looks keys up (cached for `cache_s`) and verifies them in constant time."""
+
+    def __init__(self, pool: asyncpg.Pool, cache_s: float) -> None:
+        self._pool = pool
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[float, asyncpg.Record | None]] = {}
+
+    def forget(self, key_id: str) -> None:
+        self._cache.pop(key_id, None)
+
+    async def authenticate(self, token: str) -> Principal:
+        parts = _split(token)
+        key_id, secret = parts if parts is not None else ("", token)
+        row = await self._row(key_id) if parts is not None else None
+        # compare even when there is no such key, so a miss costs what a wrong secret costs
+        expected = row["secret_sha256"] if row is not None else _DUMMY_HASH
+        if not hmac.compare_digest(hash_secret(secret), bytes(expected)) or row is None:
+            raise Unauthorized("invalid API key")
+        if row["revoked_at"] is not None:
+            raise Unauthorized("this API key was revoked")
+        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+            raise Unauthorized("this API key has expired")
+        return Principal(
+            key_id=row["key_id"],
+            name=row["name"],
+            role=row["role"],
+            tenant=row["tenant"],
+            sites=frozenset(row["sites"]),
+            rate_per_s=row["rate_per_s"],
+            burst=row["burst"],
+        )
+
+    async def _row(self, key_id: str) -> asyncpg.Record | None:
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self._cache_s:
+            return cached[1]
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(_LOOKUP, key_id)
+            if row is not None:
+                await conn.execute(_TOUCH, key_id)  # once per cache period, not per request
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_id] = (now, row)
+        return row
+
+
+class RateLimiter:
+    """A token bucket per key, in this process: `rate` per second, up to `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, p: Principal) -> None:
+        rate = p.rate_per_s or self._rate
+        burst = p.burst or self._burst
+        now = time.monotonic()
+        tokens, last = self._buckets.get(p.key_id, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[p.key_id] = (tokens, now)
+            wait = (1.0 - tokens) / rate
+            raise TooManyRequests(f"rate limit of {rate:g} requests/s exceeded", wait)
+        self._buckets[p.key_id] = (tokens - 1.0, now)
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `ws_<id>_<secret>`")
+
+
+async def _authenticated(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+    principal = await request.app.state.keys.authenticate(credentials.credentials)
+    request.app.state.rate_limiter.take(principal)
+    request.state.principal = principal
+    return principal  # type: ignore[no-any-return]
+
+
+def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency: the caller's principal, if its role has `permission` (else 403)."""
+
+    async def check(principal: Annotated[Principal, Depends(_authenticated)]) -> Principal:
+        if permission not in PERMISSIONS[principal.role]:
+            raise Forbidden(f"a {principal.role} key may not use this route (needs {permission})")
+        return principal
+
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return check
+
+
+SitesRead = Annotated[Principal, Depends(require("sites:read"))]
+SitesWrite = Annotated[Principal, Depends(require("sites:write"))]
+GridRead = Annotated[Principal, Depends(require("grid:read"))]
+AlertsRead = Annotated[Principal, Depends(require("alerts:read"))]
+AdminKey = Annotated[Principal, Depends(require("keys:admin"))]
+
+_SCOPE = """
+SELECT set_config('wattstream.scope_all', $1, true), set_config('wattstream.scope_tenant', $2, true),
+       set_config('wattstream.scope_sites', $3, true)
+"""
+
+
+async def _scoped(
+    request: Request, principal: Annotated[Principal, Depends(_authenticated)]
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction that carries the key's scope for row-level security."""
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            _SCOPE,
+            "on" if principal.all_sites else "off",
+            principal.tenant or "",
+            ",".join(sorted(principal.sites)),
+        )
+        yield conn
+
+
+Scoped = Annotated[asyncpg.Connection, Depends(_scoped)]
+
+
+def install(app: Any, settings: Settings, pool: asyncpg.Pool) -> None:
+    """Key store and rate limiter for an app, built in its lifespan."""
+    app.state.keys = KeyStore(pool, settings.api_key_cache_s)
+    app.state.rate_limiter = RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
