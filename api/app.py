@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from api import auth
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import emissions, energy, grid, health, keys, metrics, sites
+from api.routers import emissions, energy, grid, health, keys, metrics, sites, streams
+from api.streams import StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -30,6 +32,11 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             max_size=settings.db_pool_max,
         )
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")
+        hub = StreamHub(buffer=settings.sse_buffer_events, client_queue=settings.sse_client_queue)
+        stop = asyncio.Event()
+        topics = {settings.topic_intensity: "grid", settings.topic_site_energy: "site"}
+        partitions = {spec.name: spec.partitions for spec in settings.topics() if spec.name in topics}
+        streams: asyncio.Task[None] | None = None
         try:
             await admin.start()
             app.state.pool = pool
@@ -37,8 +44,19 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             app.state.settings = settings
             app.state.kafka_probe = admin.list_topics
             app.state.metrics_registry = registry
+            app.state.hub = hub
+            # the one Kafka consumer of this process, fanned out to every SSE client
+            streams = asyncio.create_task(
+                run_derived_consumer(
+                    settings.kafka_bootstrap, topics, partitions, hub, stop, settings.sse_buffer_events
+                )
+            )
             yield
         finally:
+            stop.set()
+            hub.close_all()
+            if streams is not None:
+                await streams
             await admin.close()
             await pool.close()
 
@@ -56,6 +74,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(emissions.router)
     app.include_router(grid.router)
     app.include_router(keys.router)
+    app.include_router(streams.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
     return app

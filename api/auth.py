@@ -20,6 +20,7 @@ in the database's row-level security, so the body and the timing are those of a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -51,6 +52,7 @@ __all__ = [
     "generate_key",
     "hash_secret",
     "require",
+    "scoped_connection",
 ]
 
 Role = Literal["admin", "operator", "manager", "alerts"]
@@ -222,11 +224,9 @@ SELECT set_config('wattstream.scope_all', $1, true), set_config('wattstream.scop
 """
 
 
-async def _scoped(
-    request: Request, principal: Annotated[Principal, Depends(_authenticated)]
-) -> AsyncIterator[asyncpg.Connection]:
+@contextlib.asynccontextmanager
+async def scoped_connection(pool: asyncpg.Pool, principal: Principal) -> AsyncIterator[asyncpg.Connection]:
     """A connection in a transaction that carries the key's scope for row-level security."""
-    pool: asyncpg.Pool = request.app.state.pool
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             _SCOPE,
@@ -234,6 +234,13 @@ async def _scoped(
             principal.tenant or "",
             ",".join(sorted(principal.sites)),
         )
+        yield conn
+
+
+async def _scoped(
+    request: Request, principal: Annotated[Principal, Depends(_authenticated)]
+) -> AsyncIterator[asyncpg.Connection]:
+    async with scoped_connection(request.app.state.pool, principal) as conn:
         yield conn
 
 

@@ -22,6 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from ingest import metrics
 from ingest.consumer import FencedConsumer
 from ingest.meters import MeterDirectory
+from ingest.site_events import Publishing
 from ingest.writer import BatchStage, QuarantineRow, ReadingRows, ReadingWriter, WriteResult
 from schemas.messages import QUALITY_CODES, InvalidMessage, ReadingDecoder
 from schemas.settings import Settings
@@ -92,6 +93,7 @@ class IngestWorker(FencedConsumer):
         if result is None:
             return
         self.committed(owned)
+        await self._publish_after_commit()
         metrics.READINGS_VALID.labels(self._topic).inc(len(decoded.keys))
         metrics.ROWS_WRITTEN.labels("copy").inc(result.copied)
         metrics.ROWS_WRITTEN.labels("upsert").inc(result.upserted)
@@ -101,6 +103,16 @@ class IngestWorker(FencedConsumer):
             metrics.QUARANTINED.labels(q.reason).inc()
         if result.fell_back:
             log.info("straight COPY met a conflict; batch written by upsert", extra={"topic": self._topic})
+
+    async def _publish_after_commit(self) -> None:
+        sends = [
+            await self.producer.send(topic, value=value, key=key)
+            for stage in self.writer.stages
+            if isinstance(stage, Publishing)
+            for topic, key, value in stage.take_messages()
+        ]
+        if sends:
+            await asyncio.gather(*sends)
 
     def _decode(self, owned: dict[TopicPartition, list[ConsumerRecord]]) -> _Decoded:
         d = _Decoded()

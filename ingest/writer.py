@@ -162,12 +162,12 @@ class ReadingWriter:
 
     def __init__(self, consumer_group: str, topic: str, stages: Sequence[BatchStage] = ()) -> None:
         self._offsets = OffsetStore(consumer_group, topic)
-        self._stages = tuple(stages)
+        self.stages = tuple(stages)
         self._last_ts: dict[int, int] = {}
 
     async def prepare(self, conn: asyncpg.Connection) -> None:
         await conn.execute(CREATE_STAGE)
-        for stage in self._stages:
+        for stage in self.stages:
             await stage.prepare(conn)
 
     def forget_state(self) -> None:
@@ -210,7 +210,7 @@ class ReadingWriter:
             if quarantine:
                 await conn.executemany(_QUARANTINE, [astuple(q) for q in quarantine])
             new_last = await self._save_state(conn, rows)
-            for stage in self._stages:
+            for stage in self.stages:
                 await stage.apply(conn, rows)
         self._last_ts.update(new_last)
         return WriteResult(copied, upserted, unchanged, fell_back)

@@ -39,6 +39,7 @@ async def fresh_topics(s: Settings, label: str, **overrides: Any) -> Settings:
             "topic_grid": f"{run}.grid",
             "topic_deadletter": f"{run}.deadletter",
             "topic_intensity": f"{run}.intensity",
+            "topic_site_energy": f"{run}.site-energy",
             "consumer_group": run,
             "grid_consumer_group": f"{run}-grid",
             **overrides,

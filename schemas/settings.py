@@ -38,14 +38,17 @@ class Settings(BaseSettings):
     topic_grid: str = "wattstream.grid.v1"
     topic_deadletter: str = "wattstream.deadletter.v1"
     topic_intensity: str = "wattstream.intensity.v1"
+    topic_site_energy: str = "wattstream.site-energy.v1"
     readings_partitions: int = Field(12, ge=6, description="keyed by site; per-site state is partition-local")
     grid_partitions: int = Field(3, ge=1)
     deadletter_partitions: int = Field(3, ge=1)
     intensity_partitions: int = Field(3, ge=1)
+    site_energy_partitions: int = Field(12, ge=1, description="keyed by site")
     readings_retention_ms: int = 7 * _DAY_MS
     grid_retention_ms: int = 30 * _DAY_MS
     deadletter_retention_ms: int = 90 * _DAY_MS
     intensity_retention_ms: int = 7 * _DAY_MS
+    site_energy_retention_ms: int = 1 * _DAY_MS
     consumer_group: str = "wattstream-ingest"
     grid_consumer_group: str = "wattstream-grid"
 
@@ -144,6 +147,13 @@ class Settings(BaseSettings):
     )
     api_rate_per_s: float = Field(50.0, gt=0, description="requests per second per key, unless the key says")
     api_rate_burst: int = Field(100, ge=1, description="requests a key may make at once before 429")
+    sse_buffer_events: int = Field(
+        500, ge=1, description="events kept per stream (region or site) for Last-Event-ID resume"
+    )
+    sse_client_queue: int = Field(
+        256, ge=1, description="events a slow SSE client may fall behind by before it is dropped"
+    )
+    sse_heartbeat_s: float = Field(15.0, gt=0, description="a comment line on idle SSE streams this often")
 
     @field_validator("energy_bucket_s")
     @classmethod
@@ -167,6 +177,11 @@ class Settings(BaseSettings):
                 name=self.topic_intensity,
                 partitions=self.intensity_partitions,
                 retention_ms=self.intensity_retention_ms,
+            ),
+            TopicSpec(
+                name=self.topic_site_energy,
+                partitions=self.site_energy_partitions,
+                retention_ms=self.site_energy_retention_ms,
             ),
             TopicSpec(
                 name=self.topic_deadletter,

@@ -160,6 +160,7 @@ def api(log_level: LogLevel = "INFO") -> None:
         port=s.api_port,
         log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=3,  # live streams never end by themselves
     )
 
 

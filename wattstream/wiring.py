@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.factors import FactorLibrary
 from ingest.carbon import EmissionsStage, GridCarbon
 from ingest.energy import EnergyStage
+from ingest.site_events import SiteEventsStage
 from ingest.writer import BatchStage
 from schemas.settings import Settings
 
@@ -25,7 +26,11 @@ def grid_carbon(s: Settings, factors: FactorLibrary) -> GridCarbon:
 
 
 def batch_stages(s: Settings, factors: FactorLibrary | None = None) -> list[BatchStage]:
-    """Derived rows written in each readings batch's transaction, in order: energy, then the
-    emissions of the buckets whose energy it recomputed."""
+    """Derived rows written in each readings batch's transaction, in order: energy, the
+    emissions of the buckets whose energy it recomputed, and the live site events."""
     carbon = grid_carbon(s, factors or factor_library(s))
-    return [EnergyStage(bucket_s=s.energy_bucket_s, gap_s=s.energy_gap_s), EmissionsStage(carbon)]
+    return [
+        EnergyStage(bucket_s=s.energy_bucket_s, gap_s=s.energy_gap_s),
+        EmissionsStage(carbon),
+        SiteEventsStage(s.topic_site_energy),
+    ]

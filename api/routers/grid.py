@@ -160,7 +160,7 @@ _ROLLUP = {"hour": "1 hour", "day": "1 day", "month": "1 month"}
 MAX_POINTS = 10_000
 
 
-async def _region_or_404(conn: Scoped, region: str, who: Principal) -> None:
+async def region_or_404(conn: Scoped, region: str, who: Principal) -> None:
     if not await conn.fetchval(_EXISTS, region, who.all_sites, who.tenant, sorted(who.sites)):
         raise NotFound(f"region {region!r} not found")
 
@@ -243,7 +243,7 @@ async def regions(conn: Scoped, who: GridRead) -> list[dict[str, Any]]:
     responses=error_responses(404, 422),
 )
 async def intensity_now(conn: Scoped, who: GridRead, settings: SettingsDep, region: Region) -> IntensityNow:
-    await _region_or_404(conn, region, who)
+    await region_or_404(conn, region, who)
     rows = await conn.fetch(_LATEST, region)
     mix = await conn.fetchrow(_MIX_LATEST, region)
     points = [_point(r) for r in rows]
@@ -279,7 +279,7 @@ async def intensity_history(
     resolution: Annotated[Literal["raw", "hour", "day"], Query(description="raw: as stored")] = "raw",
 ) -> IntensitySeries:
     check_range(start, end, resolution, 300 if resolution == "raw" else None)
-    await _region_or_404(conn, region, who)
+    await region_or_404(conn, region, who)
     fset = await _factor_set(conn, region, basis, scope or settings.emissions_scope, factor_set)
     if resolution == "raw":
         rows = await conn.fetch(_HISTORY, region, fset, basis, kind, start, end, as_of, MAX_POINTS)
@@ -328,7 +328,7 @@ async def mix_history(
     conn: Scoped, who: GridRead, region: Region, start: Start, end: End
 ) -> list[GridMixPublic]:
     check_range(start, end, "raw", 300)
-    await _region_or_404(conn, region, who)
+    await region_or_404(conn, region, who)
     return [_mix(r) for r in await conn.fetch(_MIXES, region, start, end, MAX_POINTS)]
 
 
@@ -349,7 +349,7 @@ async def shares(
     timezone: Annotated[str, Query(max_length=64, description="IANA zone for days and months")] = "UTC",
 ) -> SharesSeries:
     check_range(start, end, resolution, {"hour": 3600, "day": 86_400, "month": 28 * 86_400}[resolution])
-    await _region_or_404(conn, region, who)
+    await region_or_404(conn, region, who)
     fset = await _factor_set(conn, region, "production", settings.emissions_scope, None)
     try:
         async with conn.transaction():  # a savepoint: a bad zone must not abort the request's transaction
@@ -412,7 +412,7 @@ async def lowest_carbon_window(
         raise ApiError("start needs a UTC offset", field="start")
     if duration_minutes > horizon_hours * 60:
         raise ApiError("the window must fit in the horizon", field="duration_minutes")
-    await _region_or_404(conn, region, who)
+    await region_or_404(conn, region, who)
     t0 = (start or datetime.now(UTC)).astimezone(UTC)
     t1 = t0 + timedelta(hours=horizon_hours)
     forecast = await conn.fetchrow(_FORECAST_SETS, region, t0, t1)

@@ -1,0 +1,112 @@
+"""Server-sent event streams of a region's intensity and a site's live figures, within a key's scope.
+
+`GET /v1/stream/grid/{region}`: every new or restated intensity of the region (all factor sets
+and bases), as the grid consumer publishes it. `GET /v1/stream/sites/{site}`: the site's power
+now, latest interval energy and its emissions, after each readings batch that touched it.
+Each event carries `id: <partition>.<offset>`; reconnect with `Last-Event-ID` (or
+`?last_event_id=`) to receive what was missed, as far as the stream's buffer reaches. Idle
+streams get a comment line every `WATTSTREAM_SSE_HEARTBEAT_S`. A client that falls too far
+behind is disconnected, never buffered without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api.auth import GridRead, SitesRead, scoped_connection
+from api.errors import error_responses
+from api.params import site_or_404
+from api.routers.grid import region_or_404
+from api.streams import SSE_CLIENTS, SSE_EVENTS, Event, StreamHub, parse_event_id, sse
+from schemas.messages import IDENTIFIER
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/stream", tags=["streams"])
+
+LastEventId = Annotated[str | None, Header(description="the id of the last event received, to resume")]
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {"example": 'id: 0.42\nevent: grid\ndata: {"region": "CN-ZJ"}\n\n'}}
+    },
+    **error_responses(401, 403, 404, 429),
+}
+
+
+def _stream(request: Request, channel: str, last_event_id: str | None) -> StreamingResponse:
+    hub: StreamHub = request.app.state.hub
+    heartbeat = request.app.state.settings.sse_heartbeat_s
+    kind = channel.split(":", 1)[0]
+
+    async def events() -> AsyncIterator[bytes]:
+        sub, missed = hub.subscribe(channel, parse_event_id(last_event_id))
+        SSE_CLIENTS.labels(kind).inc()
+        try:
+            yield b"retry: 3000\n\n"
+            for old in missed:
+                yield sse(old)
+            SSE_EVENTS.labels(kind).inc(len(missed))
+            while True:
+                try:
+                    event: Event | None = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+                    continue
+                if event is None:  # dropped for falling behind, or shutting down
+                    return
+                SSE_EVENTS.labels(kind).inc()
+                yield sse(event)
+        finally:
+            hub.unsubscribe(sub)
+            SSE_CLIENTS.labels(kind).dec()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/grid/{region}",
+    summary="Live intensity of a region (SSE)",
+    response_class=StreamingResponse,
+    responses=_STREAM,
+)
+async def grid_stream(
+    request: Request,
+    who: GridRead,
+    region: Annotated[str, Path(pattern=IDENTIFIER, examples=["CN-ZJ"])],
+    last_event_id: LastEventId = None,
+    last_event_id_query: Annotated[
+        str | None, Query(alias="last_event_id", description="Last-Event-ID, for clients that cannot set it")
+    ] = None,
+) -> StreamingResponse:
+    async with scoped_connection(request.app.state.pool, who) as conn:  # not held while streaming
+        await region_or_404(conn, region, who)
+    return _stream(request, f"grid:{region}", last_event_id or last_event_id_query)
+
+
+@router.get(
+    "/sites/{site}",
+    summary="Live power, latest interval energy and emissions of a site (SSE)",
+    response_class=StreamingResponse,
+    responses=_STREAM,
+)
+async def site_stream(
+    request: Request,
+    who: SitesRead,
+    site: Annotated[str, Path(pattern=IDENTIFIER, examples=["hz-b001"])],
+    last_event_id: LastEventId = None,
+    last_event_id_query: Annotated[
+        str | None, Query(alias="last_event_id", description="Last-Event-ID, for clients that cannot set it")
+    ] = None,
+) -> StreamingResponse:
+    async with scoped_connection(request.app.state.pool, who) as conn:
+        await site_or_404(conn, site, who)
+    return _stream(request, f"site:{site}", last_event_id or last_event_id_query)

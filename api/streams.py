@@ -1,0 +1,203 @@
+"""Live streams: one Kafka consumer per API process, fanned out in-process to SSE clients.
+
+The consumer (no consumer group: every API process reads everything) is assigned every
+partition of the derived topics and, at start, seeks back `buffer` records per partition, so
+the per-stream ring buffers are warm and a client can resume with `Last-Event-ID` across API
+restarts. A stream is a channel (`grid:<region>`, `site:<site>`); an event's id is
+`<partition>.<offset>` of its Kafka record, so ids are the same in every API process and
+ordered within a channel (a channel's key always maps to one partition).
+
+Backpressure: each client has a bounded queue; a client that falls `client_queue` events
+behind is dropped (its stream ends; it may reconnect with Last-Event-ID), never allowed to
+grow memory. Clients never create Kafka consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+__all__ = [
+    "Event",
+    "StreamHub",
+    "Subscription",
+    "derived_consumer",
+    "parse_event_id",
+    "run_derived_consumer",
+    "sse",
+]
+
+log = logging.getLogger(__name__)
+
+SSE_CLIENTS: Final = Gauge(
+    "wattstream_api_sse_clients", "SSE clients connected", ["stream"], multiprocess_mode="livesum"
+)
+SSE_EVENTS: Final = Counter("wattstream_api_sse_events_total", "Events sent to SSE clients", ["stream"])
+SSE_DROPPED: Final = Counter(
+    "wattstream_api_sse_dropped_total", "SSE clients dropped for falling too far behind", ["stream"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    channel: str
+    partition: int
+    offset: int
+    data: bytes
+
+    @property
+    def id(self) -> str:
+        return f"{self.partition}.{self.offset}"
+
+
+def parse_event_id(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    part, _, off = text.strip().partition(".")
+    if not (part.isdigit() and off.isdigit()):
+        return None
+    return int(part), int(off)
+
+
+@dataclass(eq=False)
+class Subscription:
+    channel: str
+    queue: asyncio.Queue[Event | None]
+    dropped: bool = False
+
+
+@dataclass
+class StreamHub:
+    """Channels with their recent events and subscribers."""
+
+    buffer: int
+    client_queue: int
+    _recent: dict[str, deque[Event]] = field(default_factory=dict)
+    _subscribers: dict[str, set[Subscription]] = field(default_factory=dict)
+
+    def publish(self, event: Event) -> None:
+        recent = self._recent.get(event.channel)
+        if recent is None:
+            recent = self._recent[event.channel] = deque(maxlen=self.buffer)
+        recent.append(event)
+        kind = event.channel.split(":", 1)[0]
+        for sub in list(self._subscribers.get(event.channel, ())):
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._drop(sub, kind)
+
+    def _drop(self, sub: Subscription, kind: str) -> None:
+        sub.dropped = True
+        self._subscribers.get(sub.channel, set()).discard(sub)
+        SSE_DROPPED.labels(kind).inc()
+        with contextlib.suppress(asyncio.QueueEmpty):
+            sub.queue.get_nowait()  # make room for the end marker
+        sub.queue.put_nowait(None)
+
+    def subscribe(self, channel: str, after: tuple[int, int] | None) -> tuple[Subscription, list[Event]]:
+        """A subscription, and the buffered events after `after` (a Last-Event-ID) to send first."""
+        sub = Subscription(channel, asyncio.Queue(maxsize=self.client_queue))
+        self._subscribers.setdefault(channel, set()).add(sub)
+        missed: list[Event] = []
+        if after is not None:
+            missed = [e for e in self._recent.get(channel, ()) if (e.partition, e.offset) > after]
+        return sub, missed
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.get(sub.channel, set()).discard(sub)
+
+    def clients(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    def close_all(self) -> None:
+        """End every stream (shutdown): each client gets its end marker."""
+        for subs in self._subscribers.values():
+            for sub in subs:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    sub.queue.get_nowait()
+                sub.queue.put_nowait(None)
+        self._subscribers.clear()
+
+
+def _channel_of(topic_kinds: dict[str, str]) -> Callable[[str, bytes | None], str | None]:
+    def channel(topic: str, key: bytes | None) -> str | None:
+        kind = topic_kinds.get(topic)
+        return None if kind is None or key is None else f"{kind}:{key.decode(errors='replace')}"
+
+    return channel
+
+
+async def run_derived_consumer(
+    bootstrap: str,
+    topic_kinds: dict[str, str],
+    partition_counts: dict[str, int],
+    hub: StreamHub,
+    stop: asyncio.Event,
+    warm: int,
+) -> None:
+    """`derived_consumer`, restarted with backoff when Kafka fails, until `stop`."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await derived_consumer(bootstrap, topic_kinds, partition_counts, hub, stop, warm)
+        except Exception as exc:  # the streams pause and recover; the API keeps serving queries
+            if isinstance(exc, KafkaError | OSError):
+                log.warning("stream consumer lost Kafka, restarting in %.1f s: %s", delay, exc)
+            else:
+                log.exception("stream consumer failed, restarting in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def derived_consumer(
+    bootstrap: str,
+    topic_kinds: dict[str, str],
+    partition_counts: dict[str, int],
+    hub: StreamHub,
+    stop: asyncio.Event,
+    warm: int,
+) -> None:
+    """Read the derived topics into the hub until `stop`; starts `warm` records back per partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="wattstream-api-streams",
+        isolation_level="read_committed",
+    )
+    channel = _channel_of(topic_kinds)
+    await consumer.start()
+    try:
+        # every partition, as `wattstream topics` creates them (the settings are their source)
+        partitions = [TopicPartition(t, p) for t, n in partition_counts.items() for p in range(n)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        begins = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(ends[tp] - warm, begins[tp]))
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batch.items():
+                for r in records:
+                    name = channel(tp.topic, r.key)
+                    if name is not None and r.value is not None:
+                        hub.publish(Event(name, tp.partition, r.offset, r.value))
+    finally:
+        await consumer.stop()
+
+
+def sse(event: Event) -> bytes:
+    """One SSE message; the payload is already JSON (one line)."""
+    kind = event.channel.split(":", 1)[0]
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event.id.encode(), kind.encode(), event.data)
