@@ -2,9 +2,10 @@
 
 After each readings batch, every site whose energy the batch recomputed gets one event: its
 power now (the sum of its total-role meters' latest power), the latest energy bucket the
-batch recomputed with its emissions as stored, and the time of the newest reading. Events are collected inside the batch
-transaction and published after it commits: the database stays the truth, and a crash in
-between loses only a live update that the next batch repeats.
+batch recomputed with its emissions as stored, and the time of the newest reading. Events
+are collected inside the batch transaction and published after it commits: the database
+stays the truth, and a crash in between loses only a live update that the next batch
+repeats.
 """
 
 from __future__ import annotations
