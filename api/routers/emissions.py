@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from api.auth import Scoped, SitesRead, SitesWrite
 from api.errors import ApiError, NotFound, error_responses
+from api.export import CSV_RESPONSE, emissions_csv, wants_csv
 from api.params import INTERVAL, AsOf, End, Res, Start, check_range, site_or_404
 from schemas.api import CertificateCreate, CertificatePublic, EmissionBucket, SiteEmissions
 from schemas.messages import IDENTIFIER
@@ -80,10 +81,11 @@ _DELETE_CERT = "DELETE FROM green_certificates WHERE site_id = $1 AND certificat
     "/{site}/emissions",
     response_model=SiteEmissions,
     summary="A site's emissions by period: location-based and market-based, each figure with its "
-    "factor set and quality",
-    responses=error_responses(404, 422),
+    "factor set and quality (JSON, or CSV with Accept: text/csv)",
+    responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def site_emissions(
+    request: Request,
     conn: Scoped,
     who: SitesRead,
     site: Site,
@@ -91,7 +93,7 @@ async def site_emissions(
     end: End,
     resolution: Res = "hour",
     as_of: AsOf = None,
-) -> SiteEmissions:
+) -> SiteEmissions | Response:
     check_range(start, end, resolution)
     site_row = await site_or_404(conn, site, who)
     tz = site_row["timezone"]
@@ -128,7 +130,7 @@ async def site_emissions(
             )
         )
     residual_kg = sum(r["residual_kg"] or 0.0 for r in rows)
-    return SiteEmissions(
+    answer = SiteEmissions(
         site=site,
         region=site_row["region"],
         resolution=resolution,
@@ -143,6 +145,7 @@ async def site_emissions(
         quality={q: counts[q] for q in _QUALITIES if q in counts},
         buckets=buckets,
     )
+    return emissions_csv(answer) if wants_csv(request) else answer
 
 
 @router.get(

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.auth import Principal, Scoped, SitesRead
 from api.errors import ApiError, NotFound, error_responses
+from api.export import CSV_RESPONSE, energy_csv, wants_csv
 from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_or_404
 from schemas.api import BalanceBucket, EnergyBucket, EnergySeries, SiteBalance, SiteNow
 from schemas.messages import IDENTIFIER
@@ -96,10 +97,11 @@ async def _series(
 @router.get(
     "/{site}/meters/{meter}/energy",
     response_model=EnergySeries,
-    summary="A meter's interval energy",
-    responses=error_responses(404, 422),
+    summary="A meter's interval energy (JSON, or CSV with Accept: text/csv)",
+    responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def meter_energy(
+    request: Request,
     conn: Scoped,
     who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
@@ -107,22 +109,25 @@ async def meter_energy(
     start: Start,
     end: End,
     resolution: Res = "hour",
-) -> EnergySeries:
+) -> EnergySeries | Response:
     check_range(start, end, resolution)
     site_row = await site_or_404(conn, site, who)
     meter_id = await conn.fetchval(_METER, site, meter)
     if meter_id is None:
         raise NotFound(f"meter {meter!r} not found at site {site!r}")
-    return await _series(conn, site_row, [meter_id], start, end, resolution, meter=meter)
+    series = await _series(conn, site_row, [meter_id], start, end, resolution, meter=meter)
+    return energy_csv([series]) if wants_csv(request) else series
 
 
 @router.get(
     "/{site}/energy",
     response_model=EnergySeries,
-    summary="A site's interval energy: its main meters (or facility meters), or one sub-item",
-    responses=error_responses(404, 422),
+    summary="A site's interval energy: its main meters (or facility meters), or one sub-item "
+    "(JSON, or CSV with Accept: text/csv)",
+    responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def site_energy(
+    request: Request,
     conn: Scoped,
     who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
@@ -130,9 +135,10 @@ async def site_energy(
     end: End,
     resolution: Res = "hour",
     sub_item: SubItem = None,
-) -> EnergySeries:
+) -> EnergySeries | Response:
     check_range(start, end, resolution)
-    return await _site_series(conn, who, site, start, end, resolution, sub_item)
+    series = await _site_series(conn, who, site, start, end, resolution, sub_item)
+    return energy_csv([series]) if wants_csv(request) else series
 
 
 async def _site_series(
@@ -155,11 +161,12 @@ MAX_SITES = 100
 @sites_router.get(
     "/v1/energy",
     response_model=list[EnergySeries],
-    summary="Interval energy of several sites, each in its own time zone",
-    responses=error_responses(404, 422),
+    summary="Interval energy of several sites, each in its own time zone (JSON, or CSV)",
+    responses={**error_responses(404, 422), **CSV_RESPONSE},
     tags=["energy"],
 )
 async def many_sites_energy(
+    request: Request,
     conn: Scoped,
     who: SitesRead,
     site: Annotated[list[str], Query(min_length=1, description=f"repeat for each site, at most {MAX_SITES}")],
@@ -167,14 +174,15 @@ async def many_sites_energy(
     end: End,
     resolution: Res = "hour",
     sub_item: SubItem = None,
-) -> list[EnergySeries]:
+) -> list[EnergySeries] | Response:
     if len(site) > MAX_SITES:
         raise ApiError(f"at most {MAX_SITES} sites per request", field="site")
     for s in site:
         if not _ID.fullmatch(s):  # fullmatch: `$` alone would let "id\n" through
             raise ApiError(f"{s!r} is not a site id", field="site")
     check_range(start, end, resolution)
-    return [await _site_series(conn, who, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
+    out = [await _site_series(conn, who, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
+    return energy_csv(out) if wants_csv(request) else out
 
 
 _NOW = """

@@ -228,6 +228,20 @@ async def test_grid_and_emissions_api(pipeline: Settings, tmp_path: Path) -> Non
             )
         ).json()
         assert old_em["location_tco2e"] == pytest.approx(200 * MIX / 1e6)
+        as_csv = await client.get(
+            f"/v1/sites/{SITE}/emissions", params=window, headers={"Accept": "text/csv"}
+        )
+        assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+        lines = as_csv.text.splitlines()
+        assert lines[0].startswith("site,start,end,kwh,location_kg,market_kg") and len(lines) == 3
+        assert lines[1].split(",")[7:9] == ["measured", "ipcc2014-lifecycle"]
+        energy_csv = await client.get(
+            f"/v1/sites/{SITE}/energy", params=window, headers={"Accept": "text/csv"}
+        )
+        assert (
+            energy_csv.text.splitlines()[0] == "site,meter,sub_item,start,end,kwh,coverage,quality,timezone"
+        )
+        assert sum(float(r.split(",")[5]) for r in energy_csv.text.splitlines()[1:]) == pytest.approx(200)
         certs = (await client.get(f"/v1/sites/{SITE}/certificates")).json()
         assert [c["reference"] for c in certs] == ["GP-1"]
         gone = await client.delete(f"/v1/sites/{SITE}/certificates/{certs[0]['certificate_id']}")
