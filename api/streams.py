@@ -116,6 +116,11 @@ class StreamHub:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.get(sub.channel, set()).discard(sub)
 
+    def latest(self, channel: str) -> Event | None:
+        """The newest event of a channel, if any is buffered (the latest-value cache)."""
+        recent = self._recent.get(channel)
+        return recent[-1] if recent else None
+
     def clients(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 

@@ -31,6 +31,7 @@ __all__ = [
     "SharesSeries",
     "SiteBalance",
     "SiteEmissions",
+    "SiteLatest",
     "SiteNow",
     "SitePublic",
     "TargetGap",
@@ -325,3 +326,18 @@ class KeyPublic(_Public):
 class KeyCreated(_Public):
     key: KeyPublic
     token: str = Field(description="send as `Authorization: Bearer <token>`; shown only now")
+
+
+class SiteLatest(_Public):
+    site: str
+    power_kw: float | None = Field(description="the site's total power now (its main or facility meters)")
+    as_of: datetime | None = Field(description="the newest reading behind it, UTC")
+    bucket_start: datetime | None = Field(None, description="the latest interval with energy")
+    kwh: float | None = None
+    co2e_kg: float | None = Field(None, description="its location-based emissions")
+    intensity_g_per_kwh: float | None = None
+    factor_set: str | None = None
+    emissions_quality: Literal["measured", "estimated", "fallback", "missing"] | None = None
+    source: Literal["stream", "database"] = Field(
+        description="stream: the live site events, held in memory; database: none seen yet by this process"
+    )

@@ -18,7 +18,7 @@ from api.auth import Principal, Scoped, SitesRead
 from api.errors import ApiError, NotFound, error_responses
 from api.export import CSV_RESPONSE, energy_csv, wants_csv
 from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_or_404
-from schemas.api import BalanceBucket, EnergyBucket, EnergySeries, SiteBalance, SiteNow
+from schemas.api import BalanceBucket, EnergyBucket, EnergySeries, SiteBalance, SiteLatest, SiteNow
 from schemas.messages import IDENTIFIER
 
 __all__ = ["router"]
@@ -228,6 +228,26 @@ async def site_now(conn: Scoped, who: SitesRead, site: Annotated[str, Path(patte
         today_start=day["midnight"],
         today_coverage=today.coverage,
     )
+
+
+@router.get(
+    "/{site}/latest",
+    response_model=SiteLatest,
+    summary="The latest value of a site (power, last interval's energy and emissions), from memory",
+    responses=error_responses(404, 422),
+)
+async def site_latest(
+    request: Request, conn: Scoped, who: SitesRead, site: Annotated[str, Path(pattern=IDENTIFIER)]
+) -> SiteLatest | Response:
+    """Answered from the live site events this API process holds (the stream's latest-value cache);
+    the database is asked only for the scope check, or when no event for the site has arrived yet."""
+    await site_or_404(conn, site, who)
+    event = request.app.state.hub.latest(f"site:{site}")
+    if event is not None:
+        body = event.data[:-1] + b', "source": "stream"}'  # already the JSON of a SiteLatest
+        return Response(body, media_type="application/json")
+    row = await conn.fetchrow(_NOW, site)
+    return SiteLatest(site=site, power_kw=row["power_kw"], as_of=row["as_of"], source="database")
 
 
 @router.get(

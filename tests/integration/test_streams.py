@@ -152,6 +152,18 @@ async def test_streams_in_scope_with_resume_and_heartbeats(pipeline: Settings, t
                     event["factor_set"] == "ipcc2014-lifecycle" and event["emissions_quality"] == "measured"
                 )
                 last_id = grid.events[-1][0]
+                # the latest-value endpoint answers from the same events, in memory
+                latest = await client.get(
+                    "/v1/sites/st-a1/latest", headers={"Authorization": f"Bearer {manager}"}
+                )
+                assert latest.status_code == 200 and latest.json()["source"] == "stream"
+                assert (
+                    latest.json()["power_kw"] == 12.0 and latest.json()["factor_set"] == "ipcc2014-lifecycle"
+                )
+                hidden = await client.get(
+                    "/v1/sites/st-b1/latest", headers={"Authorization": f"Bearer {manager}"}
+                )
+                assert hidden.status_code == 404
 
             # resume: events published while disconnected are replayed after Last-Event-ID
             await produce(s, [_mix("ST-RA", 2)], topic=s.topic_grid)
