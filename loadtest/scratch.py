@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,11 @@ from ingest.migrate import apply_migrations
 from ingest.topics import ensure_topics
 from schemas.settings import Settings
 
-__all__ = ["fresh_topics", "scratch"]
+__all__ = [
+    "fresh_topics",
+    "scratch",
+    "settings_env",
+]
 
 
 def _on_database(dsn: SecretStr, database: str) -> SecretStr:
@@ -80,3 +86,18 @@ async def _drop(base: Settings, database: str) -> None:
             await asyncio.sleep(0.5)
         else:
             return
+
+
+def settings_env(s: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a `wattstream` subprocess use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATTSTREAM_")}
+    for name, value in s.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if isinstance(value, list | dict):
+            value = json.dumps(value, default=str)
+        env[f"WATTSTREAM_{name.upper()}"] = str(value)
+    env.update(extra)
+    return env

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import socket
@@ -24,25 +23,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from loadtest.scratch import settings_env
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 _CST = ZoneInfo("Asia/Shanghai")
-
-
-def settings_env(s: Settings, **extra: str) -> dict[str, str]:
-    """The environment that makes a `wattstream` subprocess use these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATTSTREAM_")}
-    for name, value in s.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if isinstance(value, list | dict):
-            value = json.dumps(value, default=str)
-        env[f"WATTSTREAM_{name.upper()}"] = str(value)
-    env.update(extra)
-    return env
 
 
 # Each invalid kind: (expected dead-letter reason, a function making the bad value)

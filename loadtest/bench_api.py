@@ -1,0 +1,437 @@
+"""API benchmark: query latency while ingest runs, latest-value throughput, SSE fan-out.
+
+Everything is real and on loopback: a scratch database and topics, `wattstream ingest` and
+`wattstream simulate` running (the "while ingest runs" load), `wattstream api` (one uvicorn
+worker), an admin key. The load generator is a minimal HTTP/1.1 keep-alive client on asyncio
+streams; its own ceiling is measured in the same run against a stub server (another process
+that answers every request with a fixed response), so the API figures can be read against it.
+
+1. A meter's 30 days at 15 minutes (2,880 buckets): one client, sequential requests; HTTP
+   latency at the client and the server's own time (its `Server-Timing` header): p50 / p99.
+2. `GET /v1/sites/{site}/latest` (answered from memory): `connections` concurrent clients for
+   `seconds`: requests/s, p50 / p99.
+3. SSE: `sse_clients` subscribers of one region's stream; one event a second published to the
+   intensity topic for `seconds`; delivery latency (publish to receipt) p50 / p99 over every
+   (event, client), and the API process's CPU over the window (share of one core).
+
+    python -m loadtest.bench_api --seconds 10 --connections 16 --sse-clients 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaProducer
+
+from loadtest.scratch import scratch, settings_env
+from schemas.settings import Settings
+
+__all__ = ["ApiBench", "main", "report", "run"]
+
+_SITE, _REGION = "bench-api-1", "BENCH-R"
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class ApiBench:
+    generator_ceiling_rps: float
+    query_http_p50_ms: float
+    query_http_p99_ms: float
+    query_server_p50_ms: float
+    query_server_p99_ms: float
+    query_buckets: int
+    latest_rps: float
+    latest_p50_ms: float
+    latest_p99_ms: float
+    sse_clients: int
+    sse_events: int
+    sse_p50_ms: float
+    sse_p99_ms: float
+    sse_api_cpu_share: float  # of one core
+    sse_dropped: int
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class _Conn:
+    """One keep-alive HTTP/1.1 connection: request, then read the answer by Content-Length."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> _Conn:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def get(self, request: bytes) -> tuple[int, float | None]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length, server_ms = 0, None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"server-timing":
+                server_ms = float(value.split(b"dur=")[1])
+        await self.reader.readexactly(length)
+        return status, server_ms
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _request(path: str, token: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Accept: application/json\r\n\r\n"
+    ).encode()
+
+
+async def _load(port: int, request: bytes, connections: int, seconds: float) -> tuple[int, list[float], int]:
+    """(requests answered, latencies in ms, non-200 answers) with `connections` clients."""
+    latencies: list[float] = []
+    bad = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal bad
+        conn = await _Conn.open(port)
+        try:
+            while time.perf_counter() < stop_at:
+                t = time.perf_counter()
+                status, _ = await conn.get(request)
+                latencies.append((time.perf_counter() - t) * 1000)
+                bad += status != 200
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return len(latencies), latencies, bad
+
+
+def _stub_server(port: int, ready: Any) -> None:
+    """A fixed-answer HTTP server: the load generator's ceiling, with no application behind it."""
+
+    body = b'{"site": "stub", "power_kw": 1.0}'
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+async def _generator_ceiling(connections: int, seconds: float) -> float:
+    port = _free_port()
+    ready = multiprocessing.Event()
+    proc = multiprocessing.Process(target=_stub_server, args=(port, ready), daemon=True)
+    proc.start()
+    ready.wait(10)
+    try:
+        n, _, _ = await _load(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", connections, seconds)
+        return n / seconds
+    finally:
+        proc.terminate()
+        proc.join(5)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _sse(
+    port: int, token: str, s: Settings, clients: int, seconds: float, api_pid: int
+) -> dict[str, float]:
+    received: list[float] = []
+    connected = 0
+    request = (
+        f"GET /v1/stream/grid/{_REGION} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    done = asyncio.Event()
+
+    async def client() -> None:
+        nonlocal connected
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        writer.write(request)
+        await reader.readuntil(b"\r\n\r\n")
+        connected += 1
+        try:
+            while not done.is_set():
+                line = await reader.readline()
+                if not line:
+                    return
+                if line.startswith(b"data:") and b'"bench_sent"' in line:  # chunked framing around it
+                    sent = json.loads(line[5:])["bench_sent"]
+                    received.append((time.time() - sent) * 1000)
+        finally:
+            writer.close()
+
+    tasks = []
+    for i in range(clients):
+        tasks.append(asyncio.create_task(client()))
+        if i % 200 == 199:
+            await asyncio.sleep(0.05)  # connect in waves, as real clients would
+    while connected < clients:  # noqa: ASYNC110 - polling a counter many tasks update
+        await asyncio.sleep(0.2)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    await producer.start()
+    cpu0, t0 = _cpu_seconds(api_pid), time.perf_counter()
+    events = int(seconds)
+    try:
+        for _ in range(events):
+            value = json.dumps({"region": _REGION, "bench_sent": time.time()}).encode()
+            await producer.send_and_wait(s.topic_intensity, value, key=_REGION.encode())
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)
+    finally:
+        await producer.stop()
+    cpu = (_cpu_seconds(api_pid) - cpu0) / (time.perf_counter() - t0)
+    done.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "events": events,
+        "p50": _pct(received, 0.5),
+        "p99": _pct(received, 0.99),
+        "cpu": cpu,
+        "missing": events * clients - len(received),
+    }
+
+
+async def _prepare(s: Settings) -> None:
+    """A site with 30 days of 5-minute register readings, through the real ingest worker."""
+    from ingest.registry import MeterRecord, SiteRecord, register
+
+    await register(
+        s.database_url.get_secret_value(), [SiteRecord(_SITE, region=_REGION)], [MeterRecord(_SITE, "main")]
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        steps = 30 * 288 + 1
+        batch = [
+            {
+                "site": _SITE,
+                "meter": "main",
+                "ts": int((_T0 + timedelta(minutes=5 * k)).timestamp() * 1000),
+                "energy_kwh": 1000 + k * 2.5,
+                "power_kw": 30.0,
+            }
+            for k in range(steps)
+        ]
+        for i in range(0, steps, 500):
+            await producer.send(
+                s.topic_readings, msgspec.json.encode({"readings": batch[i : i + 500]}), key=_SITE.encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+    try:
+        await conn.execute(
+            "INSERT INTO grid_mix (region, ts, interval_s, revision, generation_mw)"
+            " VALUES ($1, $2, 300, 0, $3)",
+            _REGION,
+            _T0,
+            '{"coal": 1}',
+        )
+        for _ in range(600):
+            if await conn.fetchval("SELECT count(*) FROM readings") >= steps:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the worker did not store the benchmark's readings in time")
+    finally:
+        await conn.close()
+
+
+async def run(
+    base: Settings, seconds: float = 10.0, connections: int = 16, sse_clients: int = 2000
+) -> ApiBench:
+    async with scratch(
+        base, "benchapi", ingest_metrics_port=0, api_rate_per_s=1e9, api_rate_burst=10**9
+    ) as s:
+        port = _free_port()
+        env = settings_env(s, WATTSTREAM_API_PORT=str(port))
+        exe = [sys.executable, "-m", "wattstream"]
+
+        async def spawn(*args: str) -> asyncio.subprocess.Process:
+            return await asyncio.create_subprocess_exec(
+                *exe, *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
+
+        procs = [await spawn("ingest")]
+        try:
+            await _prepare(s)
+            procs.append(await spawn("simulate", "--sites", "20", "--rate", "200", "--no-progress"))
+            api = await spawn("api")
+            procs.append(api)
+            token = await _admin_token(s)
+            await _wait_http(port)
+            ceiling = await _generator_ceiling(connections, seconds)
+
+            start, end = (
+                _T0.isoformat().replace("+00:00", "Z"),
+                (_T0 + timedelta(days=30)).isoformat().replace("+00:00", "Z"),
+            )
+            query = _request(
+                f"/v1/sites/{_SITE}/meters/main/energy?start={start}&end={end}&resolution=15min", token
+            )
+            conn = await _Conn.open(port)
+            http_ms: list[float] = []
+            server_ms: list[float] = []
+            for i in range(220):
+                t = time.perf_counter()
+                status, server = await conn.get(query)
+                if i >= 20:  # the first requests warm caches and prepared statements
+                    http_ms.append((time.perf_counter() - t) * 1000)
+                    server_ms.append(server or float("nan"))
+                if status != 200:
+                    raise RuntimeError(f"energy query answered {status}")
+            conn.close()
+            buckets = await _buckets(port, query)
+
+            latest = _request(f"/v1/sites/{_SITE}/latest", token)
+            await _load(port, latest, connections, 1.0)  # warm-up
+            n, lat, bad = await _load(port, latest, connections, seconds)
+            if bad:
+                raise RuntimeError(f"{bad} latest-value requests failed")
+
+            sse = await _sse(port, token, s, sse_clients, seconds, api.pid)
+            return ApiBench(
+                generator_ceiling_rps=ceiling,
+                query_http_p50_ms=_pct(http_ms, 0.5),
+                query_http_p99_ms=_pct(http_ms, 0.99),
+                query_server_p50_ms=statistics.median(server_ms),
+                query_server_p99_ms=_pct(server_ms, 0.99),
+                query_buckets=buckets,
+                latest_rps=n / seconds,
+                latest_p50_ms=_pct(lat, 0.5),
+                latest_p99_ms=_pct(lat, 0.99),
+                sse_clients=sse_clients,
+                sse_events=int(sse["events"]),
+                sse_p50_ms=sse["p50"],
+                sse_p99_ms=sse["p99"],
+                sse_api_cpu_share=sse["cpu"],
+                sse_dropped=int(sse["missing"]),
+            )
+        finally:
+            for proc in reversed(procs):
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+
+
+async def _admin_token(s: Settings) -> str:
+    from api.keys import create_key
+    from schemas.api import KeyCreate
+
+    conn = await asyncpg.connect(s.database_url.get_secret_value())
+    try:
+        return (await create_key(conn, KeyCreate(name="bench", role="admin"), None))[1]
+    finally:
+        await conn.close()
+
+
+async def _wait_http(port: int) -> None:
+    for _ in range(300):
+        try:
+            conn = await _Conn.open(port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        status, _ = await conn.get(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.close()
+        if status == 200:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the API did not become ready")
+
+
+async def _buckets(port: int, query: bytes) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(query.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    raw = await reader.read()
+    writer.close()
+    return len(json.loads(raw.split(b"\r\n\r\n", 1)[1])["buckets"])
+
+
+def report(b: ApiBench) -> str:
+    return "\n".join(
+        [
+            f"load generator ceiling (stub server): {b.generator_ceiling_rps:,.0f} req/s",
+            f"30-day 15-minute meter query ({b.query_buckets} buckets), while ingest runs: "
+            f"server p50 {b.query_server_p50_ms:.2f} ms p99 {b.query_server_p99_ms:.2f} ms; "
+            f"HTTP p50 {b.query_http_p50_ms:.2f} ms p99 {b.query_http_p99_ms:.2f} ms",
+            f"latest value: {b.latest_rps:,.0f} req/s "
+            f"(p50 {b.latest_p50_ms:.2f} ms, p99 {b.latest_p99_ms:.2f} ms), "
+            f"{b.latest_rps / b.generator_ceiling_rps:.2f} of the generator's ceiling",
+            f"SSE: {b.sse_clients} clients × {b.sse_events} events: fan-out p50 {b.sse_p50_ms:.1f} ms, "
+            f"p99 {b.sse_p99_ms:.1f} ms; API CPU {b.sse_api_cpu_share:.1%} of a core; "
+            f"{b.sse_dropped} deliveries missing",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--sse-clients", type=int, default=2000)
+    parser.add_argument("--json", action="store_true")
+    a = parser.parse_args()
+    result = asyncio.run(run(Settings(), a.seconds, a.connections, a.sse_clients))
+    print(report(result))
+    if a.json:
+        print(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    main()
