@@ -15,7 +15,7 @@ from api import auth
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
 from api.routers import emissions, energy, grid, health, keys, metrics, sites, streams
-from api.streams import StreamHub, run_derived_consumer
+from api.streams import DerivedTopics, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -34,8 +34,13 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")
         hub = StreamHub(buffer=settings.sse_buffer_events, client_queue=settings.sse_client_queue)
         stop = asyncio.Event()
-        topics = {settings.topic_intensity: "grid", settings.topic_site_energy: "site"}
-        partitions = {spec.name: spec.partitions for spec in settings.topics() if spec.name in topics}
+        kinds = {settings.topic_intensity: "grid", settings.topic_site_energy: "site"}
+        derived = DerivedTopics(
+            bootstrap=settings.kafka_bootstrap,
+            kinds=kinds,
+            partitions={spec.name: spec.partitions for spec in settings.topics() if spec.name in kinds},
+            warm=settings.sse_buffer_events,
+        )
         streams: asyncio.Task[None] | None = None
         try:
             await admin.start()
@@ -46,11 +51,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             app.state.metrics_registry = registry
             app.state.hub = hub
             # the one Kafka consumer of this process, fanned out to every SSE client
-            streams = asyncio.create_task(
-                run_derived_consumer(
-                    settings.kafka_bootstrap, topics, partitions, hub, stop, settings.sse_buffer_events
-                )
-            )
+            streams = asyncio.create_task(run_derived_consumer(derived, hub, stop))
             yield
         finally:
             stop.set()

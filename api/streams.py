@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 __all__ = [
+    "DerivedTopics",
     "Event",
     "StreamHub",
     "Subscription",
@@ -142,19 +143,22 @@ def _channel_of(topic_kinds: dict[str, str]) -> Callable[[str, bytes | None], st
     return channel
 
 
-async def run_derived_consumer(
-    bootstrap: str,
-    topic_kinds: dict[str, str],
-    partition_counts: dict[str, int],
-    hub: StreamHub,
-    stop: asyncio.Event,
-    warm: int,
-) -> None:
-    """`derived_consumer`, restarted with backoff when Kafka fails, until `stop`."""
+@dataclass(frozen=True)
+class DerivedTopics:
+    """What the stream consumer reads: each topic's stream kind and partition count."""
+
+    bootstrap: str
+    kinds: dict[str, str]  # topic -> "grid" | "site"
+    partitions: dict[str, int]
+    warm: int  # records to read back per partition at start
+
+
+async def run_derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.Event) -> None:
+    """`derived_consumer`, restarted with backoff when it fails, until `stop`."""
     delay = 0.5
     while not stop.is_set():
         try:
-            await derived_consumer(bootstrap, topic_kinds, partition_counts, hub, stop, warm)
+            await derived_consumer(topics, hub, stop)
         except Exception as exc:  # the streams pause and recover; the API keeps serving queries
             if isinstance(exc, KafkaError | OSError):
                 log.warning("stream consumer lost Kafka, restarting in %.1f s: %s", delay, exc)
@@ -165,32 +169,25 @@ async def run_derived_consumer(
             delay = min(delay * 2, 10.0)
 
 
-async def derived_consumer(
-    bootstrap: str,
-    topic_kinds: dict[str, str],
-    partition_counts: dict[str, int],
-    hub: StreamHub,
-    stop: asyncio.Event,
-    warm: int,
-) -> None:
+async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.Event) -> None:
     """Read the derived topics into the hub until `stop`; starts `warm` records back per partition."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=topics.bootstrap,
         group_id=None,
         enable_auto_commit=False,
         client_id="wattstream-api-streams",
         isolation_level="read_committed",
     )
-    channel = _channel_of(topic_kinds)
+    channel = _channel_of(topics.kinds)
     await consumer.start()
     try:
         # every partition, as `wattstream topics` creates them (the settings are their source)
-        partitions = [TopicPartition(t, p) for t, n in partition_counts.items() for p in range(n)]
+        partitions = [TopicPartition(t, p) for t, n in topics.partitions.items() for p in range(n)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         begins = await consumer.beginning_offsets(partitions)
         for tp in partitions:
-            consumer.seek(tp, max(ends[tp] - warm, begins[tp]))
+            consumer.seek(tp, max(ends[tp] - topics.warm, begins[tp]))
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batch.items():

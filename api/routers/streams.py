@@ -30,6 +30,9 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/stream", tags=["streams"])
 
 LastEventId = Annotated[str | None, Header(description="the id of the last event received, to resume")]
+LastEventIdQuery = Annotated[
+    str | None, Query(alias="last_event_id", description="Last-Event-ID, for clients that cannot set it")
+]
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"text/event-stream": {"example": 'id: 0.42\nevent: grid\ndata: {"region": "CN-ZJ"}\n\n'}}
@@ -83,9 +86,7 @@ async def grid_stream(
     who: GridRead,
     region: Annotated[str, Path(pattern=IDENTIFIER, examples=["CN-ZJ"])],
     last_event_id: LastEventId = None,
-    last_event_id_query: Annotated[
-        str | None, Query(alias="last_event_id", description="Last-Event-ID, for clients that cannot set it")
-    ] = None,
+    last_event_id_query: LastEventIdQuery = None,
 ) -> StreamingResponse:
     async with scoped_connection(request.app.state.pool, who) as conn:  # not held while streaming
         await region_or_404(conn, region, who)
@@ -103,9 +104,7 @@ async def site_stream(
     who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER, examples=["hz-b001"])],
     last_event_id: LastEventId = None,
-    last_event_id_query: Annotated[
-        str | None, Query(alias="last_event_id", description="Last-Event-ID, for clients that cannot set it")
-    ] = None,
+    last_event_id_query: LastEventIdQuery = None,
 ) -> StreamingResponse:
     async with scoped_connection(request.app.state.pool, who) as conn:
         await site_or_404(conn, site, who)
