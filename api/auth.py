@@ -219,15 +219,17 @@ AlertsRead = Annotated[Principal, Depends(require("alerts:read"))]
 AdminKey = Annotated[Principal, Depends(require("keys:admin"))]
 
 _SCOPE = """
-SELECT set_config('wattstream.scope_all', $1, true), set_config('wattstream.scope_tenant', $2, true),
-       set_config('wattstream.scope_sites', $3, true)
+SELECT set_config('wattstream.scope_all', $1, false), set_config('wattstream.scope_tenant', $2, false),
+       set_config('wattstream.scope_sites', $3, false)
 """
 
 
 @contextlib.asynccontextmanager
 async def scoped_connection(pool: asyncpg.Pool, principal: Principal) -> AsyncIterator[asyncpg.Connection]:
-    """A connection in a transaction that carries the key's scope for row-level security."""
-    async with pool.acquire() as conn, conn.transaction():
+    """A connection that carries the key's scope for row-level security. The scope is set for the
+    session in the request's first round trip (no BEGIN/COMMIT around every request), and the
+    pool's reset on release (`RESET ALL`) clears it before the connection serves anyone else."""
+    async with pool.acquire() as conn:
         await conn.execute(
             _SCOPE,
             "on" if principal.all_sites else "off",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from fastapi import Request, Response
 
-from schemas.api import EnergySeries, SiteEmissions
+from schemas.api import SiteEmissions
 
 __all__ = ["CSV_RESPONSE", "emissions_csv", "energy_csv", "wants_csv"]
 
@@ -40,22 +40,23 @@ def _csv(columns: Sequence[str], rows: Iterable[Sequence[object]], filename: str
     )
 
 
-def energy_csv(series: Sequence[EnergySeries]) -> Response:
+def energy_csv(series: Sequence[Mapping[str, Any]]) -> Response:
+    """Energy series, each an `EnergySeries` in plain data."""
     columns = ("site", "meter", "sub_item", "start", "end", "kwh", "coverage", "quality", "timezone")
     rows = (
         (
-            s.site,
-            s.meter,
-            s.sub_item,
-            b.start.isoformat(),
-            b.end.isoformat(),
-            b.kwh,
-            b.coverage,
-            b.quality,
-            s.timezone,
+            s["site"],
+            s["meter"],
+            s["sub_item"],
+            b["start"].isoformat(),
+            b["end"].isoformat(),
+            b["kwh"],
+            b["coverage"],
+            b["quality"],
+            s["timezone"],
         )
         for s in series
-        for b in s.buckets
+        for b in s["buckets"]
     )
     return _csv(columns, rows, "energy.csv")
 

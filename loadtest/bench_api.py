@@ -9,7 +9,7 @@ that answers every request with a fixed response), so the API figures can be rea
 1. A meter's 30 days at 15 minutes (2,880 buckets): one client, sequential requests; HTTP
    latency at the client and the server's own time (its `Server-Timing` header): p50 / p99.
 2. `GET /v1/sites/{site}/latest` (answered from memory): `connections` concurrent clients for
-   `seconds`: requests/s, p50 / p99.
+   `seconds`: requests/s, p50 / p99 (the simulator is stopped from here on; the worker idles).
 3. SSE: `sse_clients` subscribers of one region's stream; one event a second published to the
    intensity topic for `seconds`; delivery latency (publish to receipt) p50 / p99 over every
    (event, client), and the API process's CPU over the window (share of one core).
@@ -304,7 +304,8 @@ async def run(
         procs = [await spawn("ingest")]
         try:
             await _prepare(s)
-            procs.append(await spawn("simulate", "--sites", "20", "--rate", "200", "--no-progress"))
+            sim = await spawn("simulate", "--sites", "20", "--rate", "200", "--no-progress")
+            procs.append(sim)
             api = await spawn("api")
             procs.append(api)
             token = await _admin_token(s)
@@ -331,6 +332,8 @@ async def run(
                     raise RuntimeError(f"energy query answered {status}")
             conn.close()
             buckets = await _buckets(port, query)
+            sim.send_signal(signal.SIGTERM)  # the rest is measured without the simulator's load
+            await sim.wait()
 
             latest = _request(f"/v1/sites/{_SITE}/latest", token)
             await _load(port, latest, connections, 1.0)  # warm-up
