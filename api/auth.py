@@ -40,7 +40,6 @@ from schemas.settings import Settings
 __all__ = [
     "PERMISSIONS",
     "AdminKey",
-    "AlertsRead",
     "GridRead",
     "KeyStore",
     "NewKey",
@@ -215,7 +214,6 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
 SitesRead = Annotated[Principal, Depends(require("sites:read"))]
 SitesWrite = Annotated[Principal, Depends(require("sites:write"))]
 GridRead = Annotated[Principal, Depends(require("grid:read"))]
-AlertsRead = Annotated[Principal, Depends(require("alerts:read"))]
 AdminKey = Annotated[Principal, Depends(require("keys:admin"))]
 
 _SCOPE = """

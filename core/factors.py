@@ -147,17 +147,6 @@ class FactorSet:
     def value(self, key: str, ts_us: int) -> float:
         return float(self.matrix([key], np.array([ts_us], dtype=np.int64))[0, 0])
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "scope": self.scope,
-            "unit": self.unit,
-            "source": self.source,
-            "licence": self.licence,
-            "year": self.year,
-            "region": self.region,
-        }
-
 
 @dataclass(frozen=True)
 class AnnualGridFactors:

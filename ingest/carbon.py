@@ -60,6 +60,7 @@ __all__ = [
     "GridCarbon",
     "IntensityRow",
     "lock_regions",
+    "lock_timestamps",
 ]
 
 SCOPES: Final[tuple[Scope, ...]] = ("lifecycle", "direct")
@@ -211,7 +212,7 @@ async def lock_regions(conn: asyncpg.Connection, regions: Iterable[str], *, shar
         await conn.execute(f"SELECT {fn}($1::int, $2::int)", _REGION_LOCK, key)
 
 
-async def _lock_timestamps(conn: asyncpg.Connection, ts_us: Iterable[int]) -> None:
+async def lock_timestamps(conn: asyncpg.Connection, ts_us: Iterable[int]) -> None:
     for key in sorted({int((t // _US) % (1 << 31)) for t in ts_us}):
         await conn.execute("SELECT pg_advisory_xact_lock($1::int, $2::int)", _TS_LOCK, key)
 
@@ -264,9 +265,6 @@ class GridCarbon:
         await conn.execute(_EMISSION_DDL)
 
     # --- intensity ---
-
-    async def lock_timestamps(self, conn: asyncpg.Connection, ts_us: Iterable[int]) -> None:
-        await _lock_timestamps(conn, ts_us)
 
     async def compute_intensity(self, conn: asyncpg.Connection, ts_us: Sequence[int]) -> list[IntensityRow]:
         """Every region's intensity at these timestamps, from the current mixes (see the docstring)."""

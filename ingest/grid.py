@@ -24,7 +24,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ingest import metrics
-from ingest.carbon import GridCarbon, IntensityRow
+from ingest.carbon import GridCarbon, IntensityRow, lock_timestamps
 from ingest.consumer import FencedConsumer
 from schemas.grid import GridDecoder, GridIntensity, GridMix
 from schemas.messages import InvalidMessage
@@ -132,7 +132,7 @@ class GridWorker(FencedConsumer):
             async with conn.transaction():
                 await self.offsets.advance(conn, advances)
                 ts = {m.ts_us for _, m in mixes}
-                await self.carbon.lock_timestamps(conn, ts)
+                await lock_timestamps(conn, ts)
                 if mixes:
                     await conn.executemany(
                         _INSERT_MIX,
