@@ -286,7 +286,6 @@ class GridCarbon:
         ts = from_epoch_us(t)
         t_arr = np.array([t], dtype=np.int64)
         out: list[IntensityRow] = []
-        shares = None
         index = {r: i for i, r in enumerate(regions)}
         imports = [_json(m["imports_mw"]) for m in mixes]
         exports = [_json(m["exports_mw"]) for m in mixes]
@@ -294,7 +293,6 @@ class GridCarbon:
             sets = [self.factors.select(r, scope) for r in regions]
             factor = np.vstack([fs.matrix(keys, t_arr) for fs in sets])
             prod = production_intensity(mw, factor, cls)
-            shares = prod
             cons, flags = self._trace(
                 t, regions, index, imports, exports, prod.generation_mw, prod.intensity, scope
             )
@@ -321,7 +319,8 @@ class GridCarbon:
                             m["revision"],
                         )
                     )
-        assert shares is not None  # noqa: S101 - SCOPES is not empty
+        # shares are of primary generation, the same whatever the factors: the last scope's will do
+        shares = prod
         for i, m in enumerate(mixes):
             if m["emissions_t_per_h"] is None:
                 continue

@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -38,7 +37,7 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from loadtest.scratch import scratch, settings_env
+from loadtest.scratch import free_port, make_key, scratch, settings_env
 from schemas.settings import Settings
 
 __all__ = ["ApiBench", "main", "report", "run"]
@@ -64,12 +63,6 @@ class ApiBench:
     sse_p99_ms: float
     sse_api_cpu_share: float  # of one core
     sse_dropped: int
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -162,7 +155,7 @@ def _stub_server(port: int, ready: Any) -> None:
 
 
 async def _generator_ceiling(connections: int, seconds: float) -> float:
-    port = _free_port()
+    port = free_port()
     ready = multiprocessing.Event()
     proc = multiprocessing.Process(target=_stub_server, args=(port, ready), daemon=True)
     proc.start()
@@ -292,7 +285,7 @@ async def run(
     async with scratch(
         base, "benchapi", ingest_metrics_port=0, api_rate_per_s=1e9, api_rate_burst=10**9
     ) as s:
-        port = _free_port()
+        port = free_port()
         env = settings_env(s, WATTSTREAM_API_PORT=str(port))
         exe = [sys.executable, "-m", "wattstream"]
 
@@ -308,7 +301,7 @@ async def run(
             procs.append(sim)
             api = await spawn("api")
             procs.append(api)
-            token = await _admin_token(s)
+            token = await make_key(s)
             await _wait_http(port)
             ceiling = await _generator_ceiling(connections, seconds)
 
@@ -368,17 +361,6 @@ async def run(
                     await asyncio.wait_for(proc.wait(), 20)
                 except TimeoutError:
                     proc.kill()
-
-
-async def _admin_token(s: Settings) -> str:
-    from api.keys import create_key
-    from schemas.api import KeyCreate
-
-    conn = await asyncpg.connect(s.database_url.get_secret_value())
-    try:
-        return (await create_key(conn, KeyCreate(name="bench", role="admin"), None))[1]
-    finally:
-        await conn.close()
 
 
 async def _wait_http(port: int) -> None:

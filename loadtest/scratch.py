@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -101,3 +103,40 @@ def settings_env(s: Settings, **extra: str) -> dict[str, str]:
         env[f"WATTSTREAM_{name.upper()}"] = str(value)
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def make_key(
+    s: Settings,
+    role: str = "admin",
+    *,
+    tenant: str | None = None,
+    sites: list[str] | None = None,
+    expires_in_days: float | None = None,
+    rate_per_s: float | None = None,
+    burst: int | None = None,
+) -> str:
+    """A new API key's token, made as `wattstream keys create` makes it."""
+    from api.keys import create_key
+    from schemas.api import KeyCreate
+
+    spec = KeyCreate(
+        name=f"test {role}",
+        role=role,
+        tenant=tenant,
+        sites=sites or [],
+        expires_in_days=expires_in_days,
+        rate_per_s=rate_per_s,
+        burst=burst,
+    )
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    conn = await asyncpg.connect(s.database_url.get_secret_value())
+    try:
+        return (await create_key(conn, spec, expires))[1]
+    finally:
+        await conn.close()

@@ -6,7 +6,6 @@ import asyncio
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from loadtest.scratch import settings_env
+from loadtest.scratch import free_port, make_key, settings_env
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,12 +240,6 @@ async def streaming(
             worker.kill()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @asynccontextmanager
 async def api_server(s: Settings) -> AsyncIterator[str]:
     """A real `wattstream api` subprocess on a free loopback port; yields its base URL."""
@@ -277,37 +270,6 @@ async def api_server(s: Settings) -> AsyncIterator[str]:
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
-
-
-async def make_key(
-    s: Settings,
-    role: str = "admin",
-    *,
-    tenant: str | None = None,
-    sites: list[str] | None = None,
-    expires_in_days: float | None = None,
-    rate_per_s: float | None = None,
-    burst: int | None = None,
-) -> str:
-    """A new API key's token, made as `wattstream keys create` makes it."""
-    from api.keys import create_key
-    from schemas.api import KeyCreate
-
-    spec = KeyCreate(
-        name=f"test {role}",
-        role=role,  # type: ignore[arg-type]
-        tenant=tenant,
-        sites=sites or [],
-        expires_in_days=expires_in_days,
-        rate_per_s=rate_per_s,
-        burst=burst,
-    )
-    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    conn = await asyncpg.connect(s.database_url.get_secret_value())
-    try:
-        return (await create_key(conn, spec, expires))[1]
-    finally:
-        await conn.close()
 
 
 async def admin_headers(s: Settings) -> dict[str, str]:
