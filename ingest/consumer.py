@@ -146,6 +146,7 @@ class FencedConsumer(ABC):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._last_hint = 0.0
+        self._last_tick = time.monotonic()
 
     # --- what a subclass provides ---
 
@@ -160,6 +161,9 @@ class FencedConsumer(ABC):
     @abstractmethod
     def forget_state(self) -> None:
         """Drop cached state after a rebalance: another worker may have moved it on."""
+
+    async def tick(self) -> None:  # noqa: B027 - a hook; most consumers have no timer work
+        """Timer work between batches (every `alert_tick_s`, holding the batch lock): none by default."""
 
     # --- the loop ---
 
@@ -198,11 +202,19 @@ class FencedConsumer(ABC):
                         if owned:
                             await self.process(owned, stop)
                     await self._hint_commit()
+                if time.monotonic() - self._last_tick >= s.alert_tick_s and self.positions:
+                    self._last_tick = time.monotonic()
+                    async with self.batch_lock:
+                        await self.tick()
         finally:
             await self._consumer.stop()
             await self._producer.stop()
             await self._pool.close()
             log.info("consumer stopped", extra={"topic": self._topic, "group": self._group})
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     @property
     def db(self) -> asyncpg.Pool:

@@ -24,6 +24,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ingest import metrics
+from ingest.alerts import GridAlerts
 from ingest.carbon import GridCarbon, IntensityRow, lock_timestamps
 from ingest.consumer import FencedConsumer
 from schemas.grid import GridDecoder, GridIntensity, GridMix
@@ -74,7 +75,7 @@ def intensity_message(row: asyncpg.Record | dict[str, Any]) -> bytes:
 class GridWorker(FencedConsumer):
     """Consumes the grid topic until `stop` is set; see the module docstring."""
 
-    def __init__(self, settings: Settings, carbon: GridCarbon) -> None:
+    def __init__(self, settings: Settings, carbon: GridCarbon, alerts: GridAlerts | None = None) -> None:
         super().__init__(settings, settings.topic_grid, settings.grid_consumer_group, "wattstream-grid")
         self._decoder = GridDecoder(
             max_future_s=settings.max_future_s,
@@ -82,12 +83,17 @@ class GridWorker(FencedConsumer):
             earliest=settings.earliest_reading,
         )
         self.carbon = carbon
+        self.alerts = alerts
 
     async def prepare_connection(self, conn: asyncpg.Connection) -> None:
         await self.carbon.prepare(conn)
 
     def forget_state(self) -> None:
         """The grid consumer caches nothing between batches."""
+
+    async def tick(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.tick(self)
 
     async def process(self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event) -> None:
         started = time.monotonic()
@@ -157,6 +163,8 @@ class GridWorker(FencedConsumer):
                 metrics.INTENSITY_SECONDS.observe(time.monotonic() - t0)
                 changed = await self.carbon.store_intensity(conn, _last_revision(published) + computed)
                 restated = await self.carbon.restate_emissions_after(conn, changed)
+                if self.alerts is not None:
+                    await self.alerts.evaluate(conn, changed)
                 await self._publish(changed)
             for r in changed:
                 metrics.INTENSITY_WRITTEN.labels(r["basis"]).inc()
@@ -166,6 +174,8 @@ class GridWorker(FencedConsumer):
         if result is None:
             return
         self.committed(owned)
+        if self.alerts is not None:
+            await self.alerts.after_commit(self)
         metrics.GRID_RECORDS.labels("mix").inc(len(mixes))
         metrics.GRID_RECORDS.labels("intensity").inc(len(published))
         metrics.EMISSIONS_WRITTEN.labels("grid").inc(result[1])

@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ALERTS_FIRING",
+    "ALERT_EVALUATION_SECONDS",
+    "ALERT_PUBLISH_LAG",
+    "ALERT_TRANSITIONS",
     "BATCH_SECONDS",
     "CONSUMER_LAG",
     "DB_RETRIES",
@@ -18,6 +22,7 @@ __all__ = [
     "READINGS_VALID",
     "ROWS_WRITTEN",
     "SPIKES_REFUSED",
+    "WEBHOOK_DELIVERIES",
 ]
 
 MESSAGES_CONSUMED = Counter(
@@ -65,4 +70,28 @@ INTENSITY_SECONDS = Histogram(
     "wattstream_grid_intensity_seconds",
     "Time to compute the intensity of one batch's timestamps (factor lookup, kernels, flow tracing)",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ALERT_TRANSITIONS = Counter(
+    "wattstream_alert_transitions_total", "Alerts that fired or resolved, by rule kind", ["kind", "status"]
+)
+ALERTS_FIRING = Gauge(
+    "wattstream_alerts_firing",
+    "Alerts firing now, by rule kind (every worker reports the database's count)",
+    ["kind"],
+    multiprocess_mode="max",
+)
+ALERT_EVALUATION_SECONDS = Histogram(
+    "wattstream_alert_evaluation_seconds",
+    "Time to evaluate the alert rules of one batch or timer tick, inside its transaction",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+ALERT_PUBLISH_LAG = Histogram(
+    "wattstream_alert_publish_lag_seconds",
+    "From the transaction that recorded an alert transition to its event acknowledged on the alerts topic",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_DELIVERIES = Counter(
+    "wattstream_webhook_deliveries_total",
+    "Webhook attempts and outcomes: delivered, failed (will retry), dead (budget spent), silenced",
+    ["outcome"],
 )

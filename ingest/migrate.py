@@ -26,6 +26,7 @@ _APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY versi
 _RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 _GRANT = "SELECT wattstream_grant_app($1)"
 _GRANT_API = "SELECT wattstream_grant_api($1, $2)"
+_GRANT_ALERTING = "SELECT wattstream_grant_alerting($1, $2)"
 
 
 async def apply_migrations(
@@ -61,6 +62,7 @@ async def apply_migrations(
             done.append(mig)
         await conn.execute(_GRANT, app_role)
         await conn.execute(_GRANT_API, api_role, app_role)
+        await conn.execute(_GRANT_ALERTING, api_role, app_role)
         return done
     finally:
         await conn.close()

@@ -18,7 +18,7 @@ import msgspec
 
 from ingest.writer import ReadingRows
 
-__all__ = ["Publishing", "SiteEventsStage", "site_event"]
+__all__ = ["Publishing", "SiteEventsStage", "Timed", "site_event"]
 
 # Per touched site: the latest bucket this batch recomputed (from the energy stage, not a scan
 # of history), its total energy and emissions, and the power now; every lookup is by index.
@@ -52,6 +52,15 @@ class Publishing(Protocol):
 
     def take_messages(self) -> list[tuple[str, bytes, bytes]]:
         """(topic, key, value) of every message collected since the last call."""
+
+
+@runtime_checkable
+class Timed(Protocol):
+    """A batch stage with work after each commit and on the consumer's timer (the alert outbox)."""
+
+    async def after_commit(self, consumer: Any) -> None: ...
+
+    async def tick(self, consumer: Any) -> None: ...
 
 
 def _iso(value: Any) -> str | None:

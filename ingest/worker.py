@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from ingest import metrics
 from ingest.consumer import FencedConsumer
 from ingest.meters import MeterDirectory
-from ingest.site_events import Publishing
+from ingest.site_events import Publishing, Timed
 from ingest.writer import BatchStage, QuarantineRow, ReadingRows, ReadingWriter, WriteResult
 from schemas.messages import QUALITY_CODES, InvalidMessage, ReadingDecoder
 from schemas.settings import Settings
@@ -104,7 +104,15 @@ class IngestWorker(FencedConsumer):
         if result.fell_back:
             log.info("straight COPY met a conflict; batch written by upsert", extra={"topic": self._topic})
 
+    async def tick(self) -> None:
+        for stage in self.writer.stages:
+            if isinstance(stage, Timed):
+                await stage.tick(self)
+
     async def _publish_after_commit(self) -> None:
+        for stage in self.writer.stages:
+            if isinstance(stage, Timed):
+                await stage.after_commit(self)
         sends = [
             await self.producer.send(topic, value=value, key=key)
             for stage in self.writer.stages

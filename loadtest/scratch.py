@@ -48,8 +48,10 @@ async def fresh_topics(s: Settings, label: str, **overrides: Any) -> Settings:
             "topic_deadletter": f"{run}.deadletter",
             "topic_intensity": f"{run}.intensity",
             "topic_site_energy": f"{run}.site-energy",
+            "topic_alerts": f"{run}.alerts",
             "consumer_group": run,
             "grid_consumer_group": f"{run}-grid",
+            "webhook_consumer_group": f"{run}-webhooks",
             **overrides,
         }
     )

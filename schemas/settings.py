@@ -39,18 +39,22 @@ class Settings(BaseSettings):
     topic_deadletter: str = "wattstream.deadletter.v1"
     topic_intensity: str = "wattstream.intensity.v1"
     topic_site_energy: str = "wattstream.site-energy.v1"
+    topic_alerts: str = "wattstream.alerts.v1"
     readings_partitions: int = Field(12, ge=6, description="keyed by site; per-site state is partition-local")
     grid_partitions: int = Field(3, ge=1)
     deadletter_partitions: int = Field(3, ge=1)
     intensity_partitions: int = Field(3, ge=1)
     site_energy_partitions: int = Field(12, ge=1, description="keyed by site")
+    alerts_partitions: int = Field(3, ge=1, description="keyed by alert fingerprint")
     readings_retention_ms: int = 7 * _DAY_MS
     grid_retention_ms: int = 30 * _DAY_MS
     deadletter_retention_ms: int = 90 * _DAY_MS
     intensity_retention_ms: int = 7 * _DAY_MS
     site_energy_retention_ms: int = 1 * _DAY_MS
+    alerts_retention_ms: int = 30 * _DAY_MS
     consumer_group: str = "wattstream-ingest"
     grid_consumer_group: str = "wattstream-grid"
+    webhook_consumer_group: str = "wattstream-webhooks"
 
     # --- database ---
     database_url: SecretStr = SecretStr(
@@ -129,6 +133,19 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="an emission bucket without intensity uses the nearest interval this close"
     )
 
+    # --- alerting ---
+    alert_tick_s: float = Field(
+        15.0, gt=0, description="how often workers evaluate staleness rules and publish pending alert events"
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="a webhook receiver must answer within this")
+    webhook_max_attempts: int = Field(8, ge=1, description="attempts per delivery before it is dead")
+    webhook_backoff_initial_s: float = Field(1.0, gt=0, description="the wait after a first failed attempt")
+    webhook_backoff_max_s: float = Field(300.0, gt=0, description="the longest wait between attempts")
+    webhook_concurrency: int = Field(16, ge=1, description="deliveries in flight at once")
+    external_url: str = Field(
+        "http://127.0.0.1:8000", description="where wattstream's API is reached; links in webhook payloads"
+    )
+
     # --- metrics ---
     metrics_dir: Path | None = Field(
         None,
@@ -182,6 +199,11 @@ class Settings(BaseSettings):
                 name=self.topic_site_energy,
                 partitions=self.site_energy_partitions,
                 retention_ms=self.site_energy_retention_ms,
+            ),
+            TopicSpec(
+                name=self.topic_alerts,
+                partitions=self.alerts_partitions,
+                retention_ms=self.alerts_retention_ms,
             ),
             TopicSpec(
                 name=self.topic_deadletter,

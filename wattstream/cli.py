@@ -98,29 +98,33 @@ def topics(log_level: LogLevel = "INFO") -> None:
 @app.command()
 def ingest(
     only: Annotated[
-        str | None, typer.Option(help="run only this consumer: readings or grid (default: both)")
+        str | None,
+        typer.Option(help="run only this consumer: readings, grid or webhooks (default: all three)"),
     ] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
-    """Consume readings and grid records from Kafka into TimescaleDB until SIGTERM / Ctrl-C
-    (each consumer drains, then commits)."""
+    """Consume readings and grid records from Kafka into TimescaleDB, evaluating alert rules, and
+    deliver alert webhooks, until SIGTERM / Ctrl-C (each consumer drains, then commits)."""
     configure_logging(log_level)
     s = _settings()  # first: it chooses where metrics live before prometheus_client is imported
-    if only not in (None, "readings", "grid"):
-        console.print("[red]--only must be readings or grid[/red]")
+    if only not in (None, "readings", "grid", "webhooks"):
+        console.print("[red]--only must be readings, grid or webhooks[/red]")
         raise typer.Exit(2)
     from prometheus_client import start_http_server
 
     from ingest.grid import GridWorker
+    from ingest.webhooks import WebhookRouter
     from ingest.worker import IngestWorker
-    from wattstream.wiring import batch_stages, factor_library, grid_carbon
+    from wattstream.wiring import batch_stages, factor_library, grid_alerts, grid_carbon
 
     factors = factor_library(s)
     consumers: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
     if only in (None, "readings"):
         consumers.append(IngestWorker(s, batch_stages(s, factors)).run)
     if only in (None, "grid"):
-        consumers.append(GridWorker(s, grid_carbon(s, factors)).run)
+        consumers.append(GridWorker(s, grid_carbon(s, factors), grid_alerts(s)).run)
+    if only in (None, "webhooks"):
+        consumers.append(WebhookRouter(s).run)
 
     async def run_all(stop: asyncio.Event) -> None:
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(run(stop)) for run in consumers]

@@ -1,0 +1,188 @@
+"""The alert state machine and the values alert rules compare: pure functions, no I/O.
+
+Every rule kind reduces to one value per observation compared with a threshold: a metric, the
+seconds since a meter was last heard, a quota projection's share of its limit, a sub-meter
+imbalance, an anomaly score. `step` moves one alert (a rule on one subject) through
+
+    inactive → pending → firing → (resolved) inactive
+
+on observations in event-time order: pending once the value breaches the threshold, firing
+once it has breached for `for_s`, resolved once it is back past the resolve threshold; in the
+band between the two thresholds a firing alert stays firing (hysteresis), so a value that
+oscillates around the threshold fires once and resolves once. An observation no newer than
+the last one evaluated is ignored: a replayed batch or a late restatement of an old interval
+never moves an alert again, and every transition is a function of the data alone, so its
+event id is the same however often it is computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from core.errors import InvalidInput
+
+__all__ = [
+    "COMPARATORS",
+    "AlertState",
+    "Condition",
+    "Transition",
+    "anomaly_score",
+    "event_id",
+    "fingerprint",
+    "local_period",
+    "quota_ratio",
+    "step",
+]
+
+Comparator = Literal[">", ">=", "<", "<="]
+COMPARATORS: Final = (">", ">=", "<", "<=")
+State = Literal["inactive", "pending", "firing"]
+_US = 1_000_000
+# a flat baseline (MAD 0) would make any change infinitely anomalous: the scale is at least
+# this share of the median
+_MIN_RELATIVE_SCALE: Final = 0.05
+_MAD_TO_SIGMA: Final = 1.4826
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """`value comparator threshold` breaches; back past `resolve_threshold` clears."""
+
+    comparator: Comparator
+    threshold: float
+    resolve_threshold: float
+    for_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.comparator not in COMPARATORS:
+            raise InvalidInput(f"comparator must be one of {COMPARATORS}, not {self.comparator!r}")
+        if not (math.isfinite(self.threshold) and math.isfinite(self.resolve_threshold)):
+            raise InvalidInput("thresholds must be finite")
+        upward = self.comparator in (">", ">=")
+        if upward and self.resolve_threshold > self.threshold:
+            raise InvalidInput("for > and >=, the resolve threshold must not be above the threshold")
+        if not upward and self.resolve_threshold < self.threshold:
+            raise InvalidInput("for < and <=, the resolve threshold must not be below the threshold")
+        if self.for_s < 0:
+            raise InvalidInput("for_s must not be negative")
+
+    def breaches(self, value: float) -> bool:
+        match self.comparator:
+            case ">":
+                return value > self.threshold
+            case ">=":
+                return value >= self.threshold
+            case "<":
+                return value < self.threshold
+            case _:
+                return value <= self.threshold
+
+    def clears(self, value: float) -> bool:
+        """Back on the other side of the resolve threshold (its boundary counts as clear)."""
+        if self.comparator in (">", ">="):
+            return value <= self.resolve_threshold and not self.breaches(value)
+        return value >= self.resolve_threshold and not self.breaches(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    state: State
+    since_us: int | None  # pending since, or firing since
+    last_ts_us: int  # the newest observation evaluated
+    last_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    status: Literal["firing", "resolved"]
+    starts_at_us: int
+    at_us: int
+    value: float
+
+
+def step(
+    cond: Condition, state: AlertState | None, ts_us: int, value: float | None
+) -> tuple[AlertState | None, Transition | None]:
+    """One observation. Returns the new state (None: nothing to store, the alert has never
+    been evaluated with a value) and the transition it causes, if any."""
+    if value is None or not math.isfinite(value):
+        return state, None
+    if state is not None and ts_us <= state.last_ts_us:
+        return state, None
+    current = state or AlertState("inactive", None, ts_us, value)
+    seen = replace(current, last_ts_us=ts_us, last_value=value)
+    if current.state == "firing":
+        if cond.clears(value):
+            started = current.since_us if current.since_us is not None else ts_us
+            return (
+                AlertState("inactive", None, ts_us, value),
+                Transition("resolved", started, ts_us, value),
+            )
+        return seen, None
+    if not cond.breaches(value):
+        return AlertState("inactive", None, ts_us, value), None
+    since = current.since_us if current.state == "pending" and current.since_us is not None else ts_us
+    if (ts_us - since) >= cond.for_s * _US:
+        return AlertState("firing", ts_us, ts_us, value), Transition("firing", ts_us, ts_us, value)
+    return AlertState("pending", since, ts_us, value), None
+
+
+def fingerprint(rule_id: int, subject: str) -> str:
+    """A stable id of one rule on one subject: 16 hex digits, as Alertmanager's are."""
+    return hashlib.sha256(f"{rule_id}\x00{subject}".encode()).hexdigest()[:16]
+
+
+def event_id(fp: str, status: str, starts_at_us: int) -> str:
+    """The same transition always gets the same id: receivers de-duplicate on it."""
+    return f"{fp}-{starts_at_us}-{status}"
+
+
+def anomaly_score(value: float, history: Sequence[float]) -> tuple[float, float, float]:
+    """How far `value` is from the usual: |value − median| / scale, where scale is the median
+    absolute deviation of `history` as a standard deviation (×1.4826), but at least 5 % of the
+    median. Returns (score, median, scale). Robust: a few odd days in the history do not move it."""
+    h = np.asarray(history, dtype=np.float64)
+    h = h[np.isfinite(h)]
+    if not len(h):
+        raise InvalidInput("an anomaly needs a history of at least one value")
+    median = float(np.median(h))
+    scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(h - median))), _MIN_RELATIVE_SCALE * abs(median), 1e-9)
+    return abs(value - median) / scale, median, scale
+
+
+def local_period(at: datetime, tz: str, period: Literal["month", "year"]) -> tuple[datetime, datetime]:
+    """The local calendar month or year containing `at` (aware) in zone `tz`, as aware datetimes."""
+    if at.tzinfo is None:
+        raise InvalidInput("`at` must be timezone-aware")
+    local = at.astimezone(ZoneInfo(tz))
+    if period == "month":
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
+    else:
+        start = local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1)
+    return start, end  # ZoneInfo gives each its own offset, so a DST change inside is honoured
+
+
+def quota_ratio(to_date: float, start: datetime, end: datetime, at: datetime, limit: float) -> float:
+    """The period's projected total (straight-line from what was used to date) as a share of
+    `limit`: 1.0 means on course to use exactly the quota."""
+    if limit <= 0:
+        raise InvalidInput("a quota must be positive")
+    elapsed = (at - start) / timedelta(seconds=1)
+    length = (end - start) / timedelta(seconds=1)
+    if elapsed <= 0 or length <= 0:
+        raise InvalidInput("`at` must fall inside the period")
+    return to_date * (length / min(elapsed, length)) / limit
