@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from api import auth
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import emissions, energy, grid, health, keys, metrics, sites, streams
+from api.routers import alerts, emissions, energy, grid, health, keys, metrics, sites, streams
 from api.streams import DerivedTopics, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
@@ -34,7 +34,11 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")
         hub = StreamHub(buffer=settings.sse_buffer_events, client_queue=settings.sse_client_queue)
         stop = asyncio.Event()
-        kinds = {settings.topic_intensity: "grid", settings.topic_site_energy: "site"}
+        kinds = {
+            settings.topic_intensity: "grid",
+            settings.topic_site_energy: "site",
+            settings.topic_alerts: "alerts",
+        }
         derived = DerivedTopics(
             bootstrap=settings.kafka_bootstrap,
             kinds=kinds,
@@ -74,6 +78,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(energy.sites_router)
     app.include_router(emissions.router)
     app.include_router(grid.router)
+    app.include_router(alerts.router)
     app.include_router(keys.router)
     app.include_router(streams.router)
     app.include_router(metrics.router)

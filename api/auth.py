@@ -7,9 +7,9 @@ secret. Roles:
 | role | may |
 |---|---|
 | admin | everything, including keys |
-| operator | read every site and every grid region |
-| manager | read and configure its tenant's sites and/or listed sites, and the regions they are in |
-| alerts | alerts and their streams only |
+| operator | read every site and every grid region; read and acknowledge every alert |
+| manager | read and configure its tenant's and/or listed sites and their regions; their alerting |
+| alerts | alerts and their streams only (its tenant's or sites' if the key has them); acknowledge |
 
 Every route declares the permission it needs (`require(...)`); a missing, malformed, unknown,
 revoked or expired key answers 401, a key without the permission 403, a key over its rate
@@ -40,6 +40,9 @@ from schemas.settings import Settings
 __all__ = [
     "PERMISSIONS",
     "AdminKey",
+    "AlertsAck",
+    "AlertsRead",
+    "AlertsWrite",
     "GridRead",
     "KeyStore",
     "NewKey",
@@ -55,12 +58,18 @@ __all__ = [
 ]
 
 Role = Literal["admin", "operator", "manager", "alerts"]
-Permission = Literal["sites:read", "sites:write", "grid:read", "alerts:read", "keys:admin"]
+Permission = Literal[
+    "sites:read", "sites:write", "grid:read", "alerts:read", "alerts:ack", "alerts:write", "keys:admin"
+]
 PERMISSIONS: Final[dict[str, frozenset[str]]] = {
-    "admin": frozenset({"sites:read", "sites:write", "grid:read", "alerts:read", "keys:admin"}),
-    "operator": frozenset({"sites:read", "grid:read", "alerts:read"}),
-    "manager": frozenset({"sites:read", "sites:write", "grid:read", "alerts:read"}),
-    "alerts": frozenset({"alerts:read"}),
+    "admin": frozenset(
+        {"sites:read", "sites:write", "grid:read", "alerts:read", "alerts:ack", "alerts:write", "keys:admin"}
+    ),
+    "operator": frozenset({"sites:read", "grid:read", "alerts:read", "alerts:ack"}),
+    "manager": frozenset(
+        {"sites:read", "sites:write", "grid:read", "alerts:read", "alerts:ack", "alerts:write"}
+    ),
+    "alerts": frozenset({"alerts:read", "alerts:ack"}),
 }
 _PREFIX: Final = "ws"
 _DUMMY_HASH: Final = hashlib.sha256(b"no such key").digest()
@@ -84,6 +93,11 @@ class Principal:
 
     def can_see(self, site_id: str, tenant: str) -> bool:
         return self.all_sites or tenant == self.tenant or site_id in self.sites
+
+    @property
+    def all_alerts(self) -> bool:
+        """Operators see every alert; so does an alerts key not limited to a tenant or sites."""
+        return self.all_sites or (self.role == "alerts" and self.tenant is None and not self.sites)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +229,9 @@ SitesRead = Annotated[Principal, Depends(require("sites:read"))]
 SitesWrite = Annotated[Principal, Depends(require("sites:write"))]
 GridRead = Annotated[Principal, Depends(require("grid:read"))]
 AdminKey = Annotated[Principal, Depends(require("keys:admin"))]
+AlertsRead = Annotated[Principal, Depends(require("alerts:read"))]
+AlertsAck = Annotated[Principal, Depends(require("alerts:ack"))]
+AlertsWrite = Annotated[Principal, Depends(require("alerts:write"))]
 
 _SCOPE = """
 SELECT set_config('wattstream.scope_all', $1, false), set_config('wattstream.scope_tenant', $2, false),

@@ -14,6 +14,7 @@ from schemas.api import ErrorBody, ErrorDetail
 
 __all__ = [
     "ApiError",
+    "Conflict",
     "Forbidden",
     "NotFound",
     "TooManyRequests",
@@ -43,6 +44,11 @@ class ApiError(Exception):
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
 
 
 class Unauthorized(ApiError):

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 __all__ = [
+    "ALERTS_CHANNEL",
     "DerivedTopics",
     "Event",
     "StreamHub",
@@ -54,6 +55,7 @@ class Event:
     partition: int
     offset: int
     data: bytes
+    tags: tuple[tuple[str, str], ...] = ()  # from the record's headers: tenant, site, region (alerts)
 
     @property
     def id(self) -> str:
@@ -73,6 +75,7 @@ def parse_event_id(text: str | None) -> tuple[int, int] | None:
 class Subscription:
     channel: str
     queue: asyncio.Queue[Event | None]
+    accept: Callable[[Event], bool] | None = None  # a per-client filter (an alerts key's scope)
     dropped: bool = False
 
 
@@ -92,6 +95,8 @@ class StreamHub:
         recent.append(event)
         kind = event.channel.split(":", 1)[0]
         for sub in list(self._subscribers.get(event.channel, ())):
+            if sub.accept is not None and not sub.accept(event):
+                continue
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:
@@ -105,13 +110,20 @@ class StreamHub:
             sub.queue.get_nowait()  # make room for the end marker
         sub.queue.put_nowait(None)
 
-    def subscribe(self, channel: str, after: tuple[int, int] | None) -> tuple[Subscription, list[Event]]:
-        """A subscription, and the buffered events after `after` (a Last-Event-ID) to send first."""
-        sub = Subscription(channel, asyncio.Queue(maxsize=self.client_queue))
+    def subscribe(
+        self, channel: str, after: tuple[int, int] | None, accept: Callable[[Event], bool] | None = None
+    ) -> tuple[Subscription, list[Event]]:
+        """A subscription, and the buffered events after `after` (a Last-Event-ID) to send first;
+        `accept`, if given, filters what this client receives."""
+        sub = Subscription(channel, asyncio.Queue(maxsize=self.client_queue), accept)
         self._subscribers.setdefault(channel, set()).add(sub)
         missed: list[Event] = []
         if after is not None:
-            missed = [e for e in self._recent.get(channel, ()) if (e.partition, e.offset) > after]
+            missed = [
+                e
+                for e in self._recent.get(channel, ())
+                if (e.partition, e.offset) > after and (accept is None or accept(e))
+            ]
         return sub, missed
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -135,9 +147,17 @@ class StreamHub:
         self._subscribers.clear()
 
 
+ALERTS_CHANNEL: Final = "alerts:all"
+
+
 def _channel_of(topic_kinds: dict[str, str]) -> Callable[[str, bytes | None], str | None]:
+    """Grid and site topics: a channel per key (region, site). Alerts: one channel, each client
+    filtered by its scope (alert keys are fingerprints; nobody subscribes to one)."""
+
     def channel(topic: str, key: bytes | None) -> str | None:
         kind = topic_kinds.get(topic)
+        if kind == "alerts":
+            return ALERTS_CHANNEL
         return None if kind is None or key is None else f"{kind}:{key.decode(errors='replace')}"
 
     return channel
@@ -148,7 +168,7 @@ class DerivedTopics:
     """What the stream consumer reads: each topic's stream kind and partition count."""
 
     bootstrap: str
-    kinds: dict[str, str]  # topic -> "grid" | "site"
+    kinds: dict[str, str]  # topic -> "grid" | "site" | "alerts"
     partitions: dict[str, int]
     warm: int  # records to read back per partition at start
 
@@ -194,7 +214,8 @@ async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.
                 for r in records:
                     name = channel(tp.topic, r.key)
                     if name is not None and r.value is not None:
-                        hub.publish(Event(name, tp.partition, r.offset, r.value))
+                        tags = tuple((k, v.decode(errors="replace")) for k, v in r.headers or ())
+                        hub.publish(Event(name, tp.partition, r.offset, r.value, tags))
     finally:
         await consumer.stop()
 

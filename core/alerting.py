@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -39,6 +40,7 @@ __all__ = [
     "fingerprint",
     "local_period",
     "quota_ratio",
+    "silenced",
     "step",
 ]
 
@@ -186,3 +188,23 @@ def quota_ratio(to_date: float, start: datetime, end: datetime, at: datetime, li
     if elapsed <= 0 or length <= 0:
         raise InvalidInput("`at` must fall inside the period")
     return to_date * (length / min(elapsed, length)) / limit
+
+
+def _matches(matcher: dict[str, Any], labels: dict[str, str]) -> bool:
+    value = labels.get(str(matcher.get("name", "")), "")
+    if matcher.get("is_regex"):
+        hit = re.fullmatch(str(matcher.get("value", "")), value) is not None
+    else:
+        hit = value == matcher.get("value")
+    return hit if matcher.get("is_equal", True) else not hit
+
+
+def silenced(labels: dict[str, str], silences: Sequence[tuple[list[dict[str, Any]], str | None]]) -> bool:
+    """Whether an alert with these labels matches any silence (all of its matchers; a tenant's
+    silence only its own alerts)."""
+    for matchers, tenant in silences:
+        if tenant is not None and labels.get("tenant") != tenant:
+            continue
+        if matchers and all(_matches(m, labels) for m in matchers):
+            return True
+    return False

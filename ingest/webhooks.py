@@ -20,9 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,12 +30,13 @@ import msgspec
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from core.alerting import silenced
 from ingest import metrics
 from ingest.consumer import FencedConsumer, is_transient_db_error
 from schemas.settings import Settings
 from schemas.webhooks import EVENT_ID_HEADER, SEVERITIES, SIGNATURE_HEADER, alertmanager_payload, sign
 
-__all__ = ["Dispatcher", "WebhookRouter", "silenced"]
+__all__ = ["Dispatcher", "WebhookRouter"]
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +84,6 @@ UPDATE webhook_deliveries
 RETURNING status
 """
 _NEXT_DUE = "SELECT min(next_attempt_at) AS due FROM webhook_deliveries WHERE status = 'pending'"
-
-
-def _matches(matcher: dict[str, Any], labels: dict[str, str]) -> bool:
-    value = labels.get(str(matcher.get("name", "")), "")
-    if matcher.get("is_regex"):
-        hit = re.fullmatch(str(matcher.get("value", "")), value) is not None
-    else:
-        hit = value == matcher.get("value")
-    return hit if matcher.get("is_equal", True) else not hit
-
-
-def silenced(labels: dict[str, str], silences: Sequence[tuple[list[dict[str, Any]], str | None]]) -> bool:
-    """Whether an alert with these labels matches any silence (all of its matchers; a tenant's
-    silence only its own alerts)."""
-    for matchers, tenant in silences:
-        if tenant is not None and labels.get("tenant") != tenant:
-            continue
-        if matchers and all(_matches(m, labels) for m in matchers):
-            return True
-    return False
 
 
 def _wants(sub: asyncpg.Record, event: dict[str, Any]) -> bool:

@@ -54,6 +54,10 @@ class SitePublic(_Public):
     tenant: str = Field(examples=["default"])
     auto_registered: bool = Field(description="created by the ingest worker on first sight of a reading")
     meters: int = Field(ge=0, description="number of meters at the site")
+    energy_quota_month_kwh: float | None = Field(None, description="能耗限额 per local calendar month")
+    energy_quota_year_kwh: float | None = None
+    carbon_quota_month_t: float | None = Field(None, description="碳排放限额 per local calendar month, tCO2e")
+    carbon_quota_year_t: float | None = None
 
 
 class MeterPublic(_Public):

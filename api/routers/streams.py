@@ -1,7 +1,8 @@
 """Server-sent event streams of a region's intensity and a site's live figures, within a key's scope.
 
 `GET /v1/stream/grid/{region}`: every new or restated intensity of the region (all factor sets
-and bases), as the grid consumer publishes it. `GET /v1/stream/sites/{site}`: the site's power
+and bases), as the grid consumer publishes it. `GET /v1/stream/alerts`: every alert event
+(firing, resolved) the key may see, as on the alerts topic. `GET /v1/stream/sites/{site}`: the site's power
 now, latest interval energy and its emissions, after each readings batch that touched it.
 Each event carries `id: <partition>.<offset>`; reconnect with `Last-Event-ID` (or
 `?last_event_id=`) to receive what was missed, as far as the stream's buffer reaches. Idle
@@ -12,17 +13,17 @@ behind is disconnected, never buffered without bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.auth import GridRead, SitesRead, scoped_connection
+from api.auth import AlertsRead, GridRead, Principal, SitesRead, scoped_connection
 from api.errors import error_responses
 from api.params import site_or_404
 from api.routers.grid import region_or_404
-from api.streams import SSE_CLIENTS, SSE_EVENTS, Event, StreamHub, parse_event_id, sse
+from api.streams import ALERTS_CHANNEL, SSE_CLIENTS, SSE_EVENTS, Event, StreamHub, parse_event_id, sse
 from schemas.messages import IDENTIFIER
 
 __all__ = ["router"]
@@ -41,13 +42,15 @@ _STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _stream(request: Request, channel: str, last_event_id: str | None) -> StreamingResponse:
+def _stream(
+    request: Request, channel: str, last_event_id: str | None, accept: Callable[[Event], bool] | None = None
+) -> StreamingResponse:
     hub: StreamHub = request.app.state.hub
     heartbeat = request.app.state.settings.sse_heartbeat_s
     kind = channel.split(":", 1)[0]
 
     async def events() -> AsyncIterator[bytes]:
-        sub, missed = hub.subscribe(channel, parse_event_id(last_event_id))
+        sub, missed = hub.subscribe(channel, parse_event_id(last_event_id), accept)
         SSE_CLIENTS.labels(kind).inc()
         try:
             yield b"retry: 3000\n\n"
@@ -109,3 +112,31 @@ async def site_stream(
     async with scoped_connection(request.app.state.pool, who) as conn:
         await site_or_404(conn, site, who)
     return _stream(request, f"site:{site}", last_event_id or last_event_id_query)
+
+
+def _in_scope(who: Principal) -> Callable[[Event], bool] | None:
+    """An alerts key's filter: its tenant's alerts and its sites' (None: it sees every alert)."""
+    if who.all_alerts:
+        return None
+    tenant, sites = who.tenant, who.sites
+
+    def accept(event: Event) -> bool:
+        tags = dict(event.tags)
+        return (tenant is not None and tags.get("tenant") == tenant) or tags.get("site") in sites
+
+    return accept
+
+
+@router.get(
+    "/alerts",
+    summary="Live alert events within the key's scope (SSE)",
+    response_class=StreamingResponse,
+    responses=_STREAM,
+)
+async def alert_stream(
+    request: Request,
+    who: AlertsRead,
+    last_event_id: LastEventId = None,
+    last_event_id_query: LastEventIdQuery = None,
+) -> StreamingResponse:
+    return _stream(request, ALERTS_CHANNEL, last_event_id or last_event_id_query, _in_scope(who))

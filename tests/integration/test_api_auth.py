@@ -45,6 +45,7 @@ def _site_routes(site: str, cert: int) -> list[tuple[str, str, dict[str, Any] | 
             {"kind": "certificate", "period_start": WINDOW["start"], "period_end": WINDOW["end"], "mwh": 1},
         ),
         ("DELETE", f"/v1/sites/{site}/certificates/{cert}", None),
+        ("PUT", f"/v1/sites/{site}/quotas", {"energy_quota_month_kwh": 1000}),
     ]
 
 

@@ -1,0 +1,320 @@
+"""Alerting API models: rules, alerts, acknowledgements, silences, webhook subscriptions, quotas.
+
+A rule's kind decides what value it compares (see `ingest.alerts`); `AlertRuleCreate.normalised`
+fills the kind's metric and default thresholds, so every stored rule is one comparison.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+__all__ = [
+    "GRID_METRICS",
+    "SITE_METRICS",
+    "AckCreate",
+    "AlertEventPublic",
+    "AlertPublic",
+    "AlertRuleCreate",
+    "AlertRulePublic",
+    "DeliveryPublic",
+    "QuotasUpdate",
+    "RuleParams",
+    "SilenceCreate",
+    "SilencePublic",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookPublic",
+]
+
+SITE_METRICS = ("site_power_kw", "interval_energy_kwh", "emissions_rate_kg_per_h", "pue")
+GRID_METRICS = ("grid_intensity_g_per_kwh", "nonfossil_share")
+Kind = Literal["threshold", "staleness", "quota_burn", "imbalance", "anomaly"]
+Comparator = Literal[">", ">=", "<", "<="]
+Severity = Literal["info", "warning", "critical"]
+# kind -> (metric, default threshold, default resolve threshold)
+_KIND_DEFAULTS: dict[str, tuple[str, float | None, float | None]] = {
+    "quota_burn": ("quota_ratio", 1.0, 0.95),
+    "imbalance": ("imbalance", 0.1, None),
+    "anomaly": ("anomaly_score", 4.0, 3.0),
+}
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RuleParams(BaseModel):
+    """Kind-specific settings; each applies to the kinds named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quota: Literal["energy", "carbon"] | None = Field(None, description="quota_burn: which quota")
+    period: Literal["month", "year"] | None = Field(None, description="quota_burn: local calendar period")
+    limit: float | None = Field(
+        None, gt=0, description="quota_burn: a budget (kWh or tCO2e) instead of the site's quota"
+    )
+    min_elapsed_s: float | None = Field(
+        None, ge=0, description="quota_burn: no projection before this much of the period (default 1 day)"
+    )
+    days: int | None = Field(None, ge=3, le=366, description="anomaly: days of history (default 28)")
+    min_samples: int | None = Field(
+        None, ge=3, le=366, description="anomaly: complete days needed (default 7)"
+    )
+    basis: Literal["consumption", "production", "published"] | None = Field(
+        None,
+        description="grid rules: the intensity basis (default consumption, else production, else published)",
+    )
+    scope: Literal["lifecycle", "direct"] | None = Field(None, description="grid rules: factor scope")
+    factor_set: str | None = Field(None, max_length=100, description="grid rules: only this factor set")
+
+
+class AlertRuleCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "main meter power over 500 kW",
+                    "kind": "threshold",
+                    "metric": "site_power_kw",
+                    "comparator": ">",
+                    "threshold": 500,
+                    "resolve_threshold": 450,
+                    "for_s": 900,
+                    "site": "hz-b001",
+                    "severity": "warning",
+                },
+                {
+                    "name": "monthly energy quota",
+                    "kind": "quota_burn",
+                    "tenant": "hz-xihu",
+                    "params": {"quota": "energy", "period": "month"},
+                },
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Kind
+    metric: str | None = Field(
+        None,
+        description="threshold: one of "
+        + ", ".join(SITE_METRICS + GRID_METRICS)
+        + "; staleness: meter_silence_s (default) or grid_silence_s; other kinds: implied",
+    )
+    comparator: Comparator = ">"
+    threshold: float | None = Field(
+        None,
+        description="threshold: required; staleness: seconds of silence; quota_burn: projection ÷ quota "
+        "(default 1.0); imbalance: share of the main meters (default 0.1); anomaly: score (default 4)",
+    )
+    resolve_threshold: float | None = Field(
+        None, description="back past this resolves (hysteresis); default the threshold"
+    )
+    for_s: float = Field(0.0, ge=0, le=30 * 86_400, description="the breach must last this long (event time)")
+    site: str | None = Field(None, max_length=64, description="one site")
+    tenant: str | None = Field(None, max_length=64, description="every site of a tenant")
+    region: str | None = Field(None, max_length=64, description="a grid region (grid rules), or its sites")
+    params: RuleParams = Field(default_factory=RuleParams)
+    severity: Severity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict, max_length=20)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=20)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertRuleCreate:
+        kind = self.kind
+        if kind == "threshold":
+            if self.metric not in SITE_METRICS + GRID_METRICS:
+                raise ValueError(f"metric must be one of {', '.join(SITE_METRICS + GRID_METRICS)}")
+            if self.threshold is None:
+                raise ValueError("threshold is required")
+        elif kind == "staleness":
+            metric = self.metric or (
+                "grid_silence_s" if self.region and not (self.site or self.tenant) else "meter_silence_s"
+            )
+            if metric not in ("meter_silence_s", "grid_silence_s"):
+                raise ValueError("a staleness rule's metric is meter_silence_s or grid_silence_s")
+            if self.threshold is None or self.threshold <= 0:
+                raise ValueError("threshold (seconds of silence) is required and must be positive")
+            self.metric = metric
+        else:
+            metric, default, resolve = _KIND_DEFAULTS[kind]
+            if self.metric not in (None, metric):
+                raise ValueError(f"a {kind} rule's metric is {metric}")
+            self.metric = metric
+            if self.threshold is None:
+                self.threshold = default
+                if self.resolve_threshold is None and resolve is not None:
+                    self.resolve_threshold = resolve
+        if self.resolve_threshold is None:
+            self.resolve_threshold = self.threshold
+        threshold, resolve = float(self.threshold or 0.0), float(self.resolve_threshold or 0.0)
+        upward = self.comparator in (">", ">=")
+        if (upward and resolve > threshold) or (not upward and resolve < threshold):
+            raise ValueError(
+                "the resolve threshold must be on the clear side of the threshold "
+                "(not above it for > and >=, not below it for < and <=)"
+            )
+        grid = self.metric in GRID_METRICS or self.metric == "grid_silence_s"
+        if grid and (self.site or self.tenant or not self.region):
+            raise ValueError("a grid rule is scoped by region only")
+        if not grid and not (self.site or self.tenant or self.region):
+            raise ValueError("a site rule needs a site, a tenant or a region")
+        if kind == "quota_burn" and self.params.quota is None:
+            self.params = self.params.model_copy(update={"quota": "energy"})
+        return self
+
+
+class AlertRulePublic(_Public):
+    rule_id: int
+    name: str
+    kind: Kind
+    metric: str
+    comparator: Comparator
+    threshold: float
+    resolve_threshold: float
+    for_s: float
+    site: str | None
+    tenant: str | None
+    region: str | None
+    params: dict[str, Any]
+    severity: Severity
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class Ack(_Public):
+    acked_at: datetime
+    acked_by: str
+    comment: str | None
+
+
+class AlertPublic(_Public):
+    """An alert now: a rule on one subject, pending or firing."""
+
+    fingerprint: str = Field(examples=["1848ab165523de8f"])
+    state: Literal["inactive", "pending", "firing"]
+    since: datetime | None = Field(description="pending since, or firing since (event time)")
+    last_ts: datetime = Field(description="the newest observation evaluated (event time)")
+    value: float | None
+    rule_id: int
+    subject: str
+    site: str | None
+    region: str | None
+    tenant: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    acknowledged: Ack | None
+    silenced: bool
+
+
+class AlertEventPublic(_Public):
+    event_id: str
+    status: Literal["firing", "resolved"]
+    at: datetime
+    starts_at: datetime
+    ends_at: datetime | None
+    value: float | None
+    published_at: datetime | None
+
+
+class AckCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(None, max_length=1000, examples=["on it: chiller 2 restarted"])
+
+
+class Matcher(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, examples=["site"])
+    value: str = Field(max_length=500, examples=["hz-b001"])
+    is_regex: bool = False
+    is_equal: bool = True
+
+
+class SilenceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[Matcher] = Field(min_length=1, max_length=20)
+    starts_at: AwareDatetime | None = Field(None, description="default now")
+    ends_at: AwareDatetime
+    comment: str = Field("", max_length=1000, examples=["planned chiller maintenance"])
+
+
+class SilencePublic(_Public):
+    silence_id: int
+    matchers: list[dict[str, Any]]
+    starts_at: datetime
+    ends_at: datetime
+    tenant: str | None
+    created_by: str
+    comment: str
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, examples=["西湖区 on-call"])
+    url: HttpUrl = Field(examples=["https://alerts.example.org/wattstream"])
+    secret: str | None = Field(
+        None, min_length=16, max_length=200, description="the HMAC key; generated when not given"
+    )
+    tenant: str | None = Field(None, max_length=64, description="alerts of this tenant (a manager's default)")
+    site: str | None = Field(None, max_length=64, description="alerts of this site")
+    min_severity: Severity = "info"
+
+
+class WebhookPublic(_Public):
+    subscription_id: int
+    name: str
+    url: str
+    tenant: str | None
+    site: str | None
+    min_severity: Severity
+    enabled: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="shown once: sign-check deliveries with it")
+
+
+class Attempt(_Public):
+    attempt: int
+    at: datetime
+    http_status: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryPublic(_Public):
+    delivery_id: int
+    subscription_id: int
+    event_id: str
+    fingerprint: str
+    status: Literal["pending", "delivered", "dead", "silenced"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempt_log: list[Attempt]
+
+
+class QuotasUpdate(BaseModel):
+    """A site's quotas (能耗限额 / 碳排放限额); null removes one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    energy_quota_month_kwh: float | None = Field(None, gt=0, examples=[120_000])
+    energy_quota_year_kwh: float | None = Field(None, gt=0, examples=[1_300_000])
+    carbon_quota_month_t: float | None = Field(None, gt=0, examples=[70])
+    carbon_quota_year_t: float | None = Field(None, gt=0, examples=[780])
