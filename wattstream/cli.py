@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from schemas.settings import Settings
@@ -405,10 +406,10 @@ keys_app = typer.Typer(help="API keys: create (the token is shown once), list, r
 app.add_typer(keys_app, name="keys")
 
 
-async def _with_db(s: Settings, op: Callable[[Any], Awaitable[Any]]) -> Any:
+async def _with_db(s: Settings, op: Callable[[Any], Awaitable[Any]], dsn: SecretStr | None = None) -> Any:
     import asyncpg
 
-    conn = await asyncpg.connect(s.database_url.get_secret_value())
+    conn = await asyncpg.connect((dsn or s.database_url).get_secret_value())
     try:
         return await op(conn)
     finally:
@@ -605,6 +606,93 @@ def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
     return runs
 
 
+_DEMO_RULE = """
+INSERT INTO alert_rules (name, kind, metric, comparator, threshold, resolve_threshold, for_s, tenant, region,
+                         params, severity)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11
+ WHERE NOT EXISTS (SELECT FROM alert_rules WHERE name = $1)
+"""
+
+
+def _demo_rules(s: Settings) -> None:
+    """A few alert rules on the simulated city (once per database), so the demo's alerts move."""
+    from ingest.simulate import DEMO_TENANTS
+
+    rules = [
+        (
+            "demo: data centre PUE above grade 3 (GB 40879)",
+            "threshold",
+            "pue",
+            ">",
+            1.5,
+            1.45,
+            1800.0,
+            None,
+            "CN-ZJ",
+            "{}",
+            "warning",
+        ),
+        (
+            "demo: CN-ZJ non-fossil share under the 2025 target",
+            "threshold",
+            "nonfossil_share",
+            "<",
+            0.24,
+            0.26,
+            3600.0,
+            None,
+            "CN-ZJ",
+            "{}",
+            "info",
+        ),
+        (
+            "demo: meter silent for 10 minutes",
+            "staleness",
+            "meter_silence_s",
+            ">",
+            600.0,
+            600.0,
+            0.0,
+            DEMO_TENANTS[0],
+            None,
+            "{}",
+            "critical",
+        ),
+        (
+            "demo: monthly energy budget 250 MWh per site",
+            "quota_burn",
+            "quota_ratio",
+            ">",
+            1.0,
+            0.95,
+            0.0,
+            DEMO_TENANTS[0],
+            None,
+            '{"quota": "energy", "period": "month", "limit": 250000}',
+            "warning",
+        ),
+        (
+            "demo: unusual hourly energy",
+            "anomaly",
+            "anomaly_score",
+            ">",
+            4.0,
+            3.0,
+            0.0,
+            DEMO_TENANTS[1],
+            None,
+            "{}",
+            "info",
+        ),
+    ]
+
+    async def create_all(conn: Any) -> None:
+        for rule in rules:
+            await conn.execute(_DEMO_RULE, *rule)
+
+    asyncio.run(_with_db(s, create_all, s.migrate_database_url))
+
+
 def _demo_keys(s: Settings) -> list[tuple[str, str]]:
     """Fresh keys for the demo: an admin, and a manager who sees only one district's buildings."""
     from api.keys import create_key
@@ -657,6 +745,7 @@ def up(
     subprocess.run([*exe, "migrate"], check=True, env=env)
     subprocess.run([*exe, "topics"], check=True, env=env)
     demo_keys = _demo_keys(s)
+    _demo_rules(s)
     children = {
         "ingest": subprocess.Popen([*exe, "ingest"], env=env),
         "api": subprocess.Popen([*exe, "api"], env=env),

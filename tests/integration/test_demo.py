@@ -87,6 +87,8 @@ async def test_up_runs_everything_until_ctrl_c(pipeline: Settings, tmp_path: Pat
             assert theirs.status_code == 404  # another district's building: as if it did not exist
             meters = (await client.get("/v1/sites/hz-b001/meters")).json()
             assert {(m["meter"], m["role"]) for m in meters} >= {("main", "main"), ("sub-hvac", "sub_item")}
+            rules = (await client.get("/v1/alert-rules")).json()
+            assert sum(r["name"].startswith("demo:") for r in rules) == 5, rules
 
             async def replayed() -> bool | object:
                 r = await client.get(
