@@ -541,7 +541,7 @@ def bench(
     per_message: Annotated[
         list[int] | None, typer.Option(help="readings per Kafka message; repeat for several runs")
     ] = None,
-    only: Annotated[str | None, typer.Option(help="run only one: ingest or intensity")] = None,
+    only: Annotated[str | None, typer.Option(help="run only one: ingest, intensity or alerts")] = None,
     region: Annotated[
         str | None, typer.Option(help="ingest: register the sites in this grid region (emissions in-stream)")
     ] = None,
@@ -549,7 +549,8 @@ def bench(
     days: Annotated[int, typer.Option(min=1, help="intensity: days of 5-minute intervals")] = 365,
 ) -> None:
     """Benchmarks, each as a ratio to a reference measured in the same run: end-to-end ingest
-    against raw asyncpg COPY (needs the services), grid intensity against NumPy."""
+    against raw asyncpg COPY (needs the services), grid intensity against NumPy, reading-to-alert
+    latency against one Kafka produce-consume hop."""
     configure_logging("WARNING")
     if only in (None, "ingest"):
         from loadtest.bench_ingest import report, run
@@ -563,6 +564,10 @@ def bench(
         from loadtest import bench_intensity
 
         console.print(bench_intensity.report(bench_intensity.run(regions, days)))
+    if only in (None, "alerts"):
+        from loadtest import bench_alerts
+
+        console.print(bench_alerts.report(asyncio.run(bench_alerts.run(_settings(), 200, 20, 5000.0))))
 
 
 def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
