@@ -486,6 +486,21 @@ _QUOTA_COLUMN: Final = {
 }
 
 
+class _Outboxed:
+    """Publishes the transitions of the consumer's partitions after each commit."""
+
+    _alerts_topic: str
+
+    async def after_commit(self, consumer: FencedConsumer) -> None:
+        await relay(
+            consumer.db,
+            consumer.producer,
+            self._alerts_topic,
+            consumer.topic,
+            [tp.partition for tp in consumer.positions],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _SiteRule:
     rule: Rule
@@ -496,7 +511,7 @@ class _SiteRule:
     quotas: dict[tuple[str, str], float | None]
 
 
-class SiteAlertStage:
+class SiteAlertStage(_Outboxed):
     """The readings consumer's batch stage: the rules of the sites this batch touched. Also
     `after_commit` (publish) and `tick` (staleness, and what a crash left unpublished)."""
 
@@ -697,15 +712,6 @@ class SiteAlertStage:
 
     # --- after commit, and on the timer ---
 
-    async def after_commit(self, consumer: FencedConsumer) -> None:
-        await relay(
-            consumer.db,
-            consumer.producer,
-            self._alerts_topic,
-            consumer.topic,
-            [tp.partition for tp in consumer.positions],
-        )
-
     async def tick(self, consumer: FencedConsumer) -> None:
         owned = {tp.partition for tp in consumer.positions}
 
@@ -747,7 +753,7 @@ SELECT t.region, extract(epoch FROM ($2::timestamptz - greatest(
 """
 
 
-class GridAlerts:
+class GridAlerts(_Outboxed):
     """The grid consumer's rules: each new interval of a region's intensity, and feed silence."""
 
     def __init__(self, engine: AlertEngine, *, alerts_topic: str, partitions: int, scope: str) -> None:
@@ -801,15 +807,6 @@ class GridAlerts:
             if held is None or order.index(r["basis"]) < order.index(held["basis"]):
                 best[r["ts"]] = r
         return [best[t] for t in sorted(best)]
-
-    async def after_commit(self, consumer: FencedConsumer) -> None:
-        await relay(
-            consumer.db,
-            consumer.producer,
-            self._alerts_topic,
-            consumer.topic,
-            [tp.partition for tp in consumer.positions],
-        )
 
     async def tick(self, consumer: FencedConsumer) -> None:
         async def silence(conn: asyncpg.Connection, fenced: list[int]) -> None:

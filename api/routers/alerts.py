@@ -135,6 +135,13 @@ RETURNING *, (SELECT count(*) FROM meters m WHERE m.site_id = sites.site_id) AS 
 """
 
 
+async def _deleted_or_404(conn: asyncpg.Connection, sql: str, key: int, what: str) -> Response:
+    """Row-level security makes another tenant's row a missing one here too."""
+    if (await conn.execute(sql, key)).endswith(" 0"):
+        raise NotFound(f"{what} not found")
+    return Response(status_code=204)
+
+
 # --- rules ---
 
 
@@ -240,9 +247,7 @@ async def replace_rule(
     responses=_ERR,
 )
 async def delete_rule(conn: Scoped, who: AlertsWrite, rule_id: int) -> Response:
-    if (await conn.execute(_DELETE_RULE, rule_id)).endswith(" 0"):
-        raise NotFound(f"alert rule {rule_id} not found")
-    return Response(status_code=204)
+    return await _deleted_or_404(conn, _DELETE_RULE, rule_id, f"alert rule {rule_id}")
 
 
 # --- alerts ---
@@ -445,9 +450,7 @@ async def create_webhook(conn: Scoped, who: AlertsWrite, body: WebhookCreate) ->
     responses=_ERR,
 )
 async def delete_webhook(conn: Scoped, who: AlertsWrite, subscription_id: int) -> Response:
-    if (await conn.execute(_DELETE_HOOK, subscription_id)).endswith(" 0"):
-        raise NotFound(f"webhook {subscription_id} not found")
-    return Response(status_code=204)
+    return await _deleted_or_404(conn, _DELETE_HOOK, subscription_id, f"webhook {subscription_id}")
 
 
 @router.get(

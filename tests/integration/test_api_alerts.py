@@ -108,11 +108,11 @@ async def test_alerting_api_scoped_by_tenant(pipeline: Settings, tmp_path: Path)
                 for site in (A, B):
                     await produce(s, power_readings(site, T0, [50, 150]))
 
-                async def firing(who: str, n: int) -> bool | str:
-                    got = (await call(who, "GET", "/v1/alerts")).json()
-                    return len(got) == n or f"{got}"
+                async def firing() -> bool | str:  # (the session's database has other tests' alerts)
+                    got = (await call("alerts", "GET", "/v1/alerts")).json()
+                    return {A, B} <= {x["site"] for x in got} or f"{got}"
 
-                await wait_for(lambda: firing("alerts", 2), 60, "both alerts firing")
+                await wait_for(firing, 60, "both alerts firing")
                 await stream_all.until(lambda x: len(x.events) >= 2, 30, "both events on the stream")
                 await asyncio.sleep(1.0)  # anything out of scope would have arrived by now
             assert {e[2]["site"] for e in stream_all.events} == {A, B}
@@ -123,7 +123,7 @@ async def test_alerting_api_scoped_by_tenant(pipeline: Settings, tmp_path: Path)
             mine = (await call("a", "GET", "/v1/alerts")).json()
             assert [x["site"] for x in mine] == [A] and mine[0]["state"] == "firing"
             assert [x["site"] for x in (await call("alerts_a", "GET", "/v1/alerts")).json()] == [A]
-            assert {x["site"] for x in (await call("operator", "GET", "/v1/alerts")).json()} == {A, B}
+            assert {x["site"] for x in (await call("operator", "GET", "/v1/alerts")).json()} >= {A, B}
             fp_a = mine[0]["fingerprint"]
             fp_b = next(x for x in (await call("b", "GET", "/v1/alerts")).json())["fingerprint"]
             assert mine[0]["annotations"]["summary"].startswith(f"{A}: site_power_kw 150")
