@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -108,11 +109,20 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
+async def _unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL text cannot hold NUL (nor unpaired surrogates): the request is at fault, not the server
+    return JSONResponse(
+        _body("invalid_parameter", f"text the database cannot store: {exc}", None), status_code=422
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette types every handler on Exception but dispatches by the registered class
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
+    app.add_exception_handler(asyncpg.UntranslatableCharacterError, _unstorable_text)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import AwareDatetime
 
 from api.auth import Principal
@@ -19,6 +19,7 @@ __all__ = [
     "End",
     "Res",
     "Resolution",
+    "RowId",
     "Start",
     "check_range",
     "site_or_404",
@@ -37,6 +38,8 @@ AsOf = Annotated[
     AwareDatetime | None,
     Query(description="the figures as they were known at this time (before later restatements); default now"),
 ]
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a row's id")]
 
 _SITE = "SELECT site_id, timezone, balance_tolerance, region, tenant FROM sites WHERE site_id = $1"
 

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -73,8 +73,8 @@ class Condition:
             raise InvalidInput("for > and >=, the resolve threshold must not be above the threshold")
         if not upward and self.resolve_threshold < self.threshold:
             raise InvalidInput("for < and <=, the resolve threshold must not be below the threshold")
-        if self.for_s < 0:
-            raise InvalidInput("for_s must not be negative")
+        if not (math.isfinite(self.for_s) and self.for_s >= 0):
+            raise InvalidInput("for_s must be finite and not negative")
 
     def breaches(self, value: float) -> bool:
         match self.comparator:
@@ -183,6 +183,8 @@ def quota_ratio(to_date: float, start: datetime, end: datetime, at: datetime, li
     `limit`: 1.0 means on course to use exactly the quota."""
     if limit <= 0:
         raise InvalidInput("a quota must be positive")
+    # in UTC: subtracting two datetimes of one zone counts wall-clock time across a DST change
+    start, end, at = start.astimezone(UTC), end.astimezone(UTC), at.astimezone(UTC)
     elapsed = (at - start) / timedelta(seconds=1)
     length = (end - start) / timedelta(seconds=1)
     if elapsed <= 0 or length <= 0:
@@ -193,7 +195,10 @@ def quota_ratio(to_date: float, start: datetime, end: datetime, at: datetime, li
 def _matches(matcher: dict[str, Any], labels: dict[str, str]) -> bool:
     value = labels.get(str(matcher.get("name", "")), "")
     if matcher.get("is_regex"):
-        hit = re.fullmatch(str(matcher.get("value", "")), value) is not None
+        try:
+            hit = re.fullmatch(str(matcher.get("value", "")), value) is not None
+        except re.error:  # the API refuses such patterns; one stored before matches nothing
+            hit = False
     else:
         hit = value == matcher.get("value")
     return hit if matcher.get("is_equal", True) else not hit

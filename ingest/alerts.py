@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from core.alerting import (
@@ -492,13 +493,24 @@ class _Outboxed:
     _alerts_topic: str
 
     async def after_commit(self, consumer: FencedConsumer) -> None:
-        await relay(
-            consumer.db,
-            consumer.producer,
-            self._alerts_topic,
-            consumer.topic,
-            [tp.partition for tp in consumer.positions],
-        )
+        """The transitions are committed: if the database or Kafka is away now, they stay in the
+        outbox and the next commit or tick publishes them."""
+        try:
+            await relay(
+                consumer.db,
+                consumer.producer,
+                self._alerts_topic,
+                consumer.topic,
+                [tp.partition for tp in consumer.positions],
+            )
+        except KafkaError as exc:
+            log.warning(
+                "alert events left in the outbox, Kafka is away: %s", exc, extra={"topic": consumer.topic}
+            )
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            log.warning("alert events left in the outbox, the database is away: %s", exc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,13 @@ fills the kind's metric and default thresholds, so every stored rule is one comp
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from schemas.messages import IDENTIFIER
 
 __all__ = [
     "GRID_METRICS",
@@ -115,9 +118,11 @@ class AlertRuleCreate(BaseModel):
         None, description="back past this resolves (hysteresis); default the threshold"
     )
     for_s: float = Field(0.0, ge=0, le=30 * 86_400, description="the breach must last this long (event time)")
-    site: str | None = Field(None, max_length=64, description="one site")
-    tenant: str | None = Field(None, max_length=64, description="every site of a tenant")
-    region: str | None = Field(None, max_length=64, description="a grid region (grid rules), or its sites")
+    site: str | None = Field(None, pattern=IDENTIFIER, description="one site")
+    tenant: str | None = Field(None, pattern=IDENTIFIER, description="every site of a tenant")
+    region: str | None = Field(
+        None, pattern=IDENTIFIER, description="a grid region (grid rules), or its sites"
+    )
     params: RuleParams = Field(default_factory=RuleParams)
     severity: Severity = "warning"
     labels: dict[str, str] = Field(default_factory=dict, max_length=20)
@@ -239,6 +244,15 @@ class Matcher(BaseModel):
     is_regex: bool = False
     is_equal: bool = True
 
+    @model_validator(mode="after")
+    def _compiles(self) -> Matcher:
+        if self.is_regex:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"value is not a regular expression: {exc}") from exc
+        return self
+
 
 class SilenceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -267,8 +281,10 @@ class WebhookCreate(BaseModel):
     secret: str | None = Field(
         None, min_length=16, max_length=200, description="the HMAC key; generated when not given"
     )
-    tenant: str | None = Field(None, max_length=64, description="alerts of this tenant (a manager's default)")
-    site: str | None = Field(None, max_length=64, description="alerts of this site")
+    tenant: str | None = Field(
+        None, pattern=IDENTIFIER, description="alerts of this tenant (a manager's default)"
+    )
+    site: str | None = Field(None, pattern=IDENTIFIER, description="alerts of this site")
     min_severity: Severity = "info"
 
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api.auth import AlertsAck, AlertsRead, AlertsWrite, Principal, Scoped, SitesWrite
 from api.errors import ApiError, Conflict, Forbidden, NotFound, error_responses
-from api.params import site_or_404
+from api.params import RowId, site_or_404
 from api.routers.grid import region_or_404
 from core.alerting import silenced
 from schemas.alerts import (
@@ -217,7 +217,7 @@ async def create_rule(conn: Scoped, who: AlertsWrite, body: AlertRuleCreate) -> 
 @router.get(
     "/v1/alert-rules/{rule_id}", response_model=AlertRulePublic, summary="One alert rule", responses=_ERR
 )
-async def get_rule(conn: Scoped, who: AlertsWrite, rule_id: int) -> AlertRulePublic:
+async def get_rule(conn: Scoped, who: AlertsWrite, rule_id: RowId) -> AlertRulePublic:
     row = await conn.fetchrow(_RULE, rule_id)
     if row is None:
         raise NotFound(f"alert rule {rule_id} not found")
@@ -231,7 +231,7 @@ async def get_rule(conn: Scoped, who: AlertsWrite, rule_id: int) -> AlertRulePub
     responses=_ERR,
 )
 async def replace_rule(
-    conn: Scoped, who: AlertsWrite, rule_id: int, body: AlertRuleCreate
+    conn: Scoped, who: AlertsWrite, rule_id: RowId, body: AlertRuleCreate
 ) -> AlertRulePublic:
     if await conn.fetchrow(_RULE, rule_id) is None:
         raise NotFound(f"alert rule {rule_id} not found")
@@ -246,7 +246,7 @@ async def replace_rule(
     summary="Delete an alert rule and the state of its alerts",
     responses=_ERR,
 )
-async def delete_rule(conn: Scoped, who: AlertsWrite, rule_id: int) -> Response:
+async def delete_rule(conn: Scoped, who: AlertsWrite, rule_id: RowId) -> Response:
     return await _deleted_or_404(conn, _DELETE_RULE, rule_id, f"alert rule {rule_id}")
 
 
@@ -398,7 +398,7 @@ async def create_silence(conn: Scoped, who: AlertsWrite, body: SilenceCreate) ->
 @router.delete(
     "/v1/silences/{silence_id}", response_model=SilencePublic, summary="End a silence now", responses=_ERR
 )
-async def expire_silence(conn: Scoped, who: AlertsWrite, silence_id: int) -> SilencePublic:
+async def expire_silence(conn: Scoped, who: AlertsWrite, silence_id: RowId) -> SilencePublic:
     row = await conn.fetchrow(_EXPIRE_SILENCE, silence_id)
     if row is None:
         raise NotFound(f"silence {silence_id} not found")
@@ -449,7 +449,7 @@ async def create_webhook(conn: Scoped, who: AlertsWrite, body: WebhookCreate) ->
     summary="Unsubscribe (its delivery log goes with it)",
     responses=_ERR,
 )
-async def delete_webhook(conn: Scoped, who: AlertsWrite, subscription_id: int) -> Response:
+async def delete_webhook(conn: Scoped, who: AlertsWrite, subscription_id: RowId) -> Response:
     return await _deleted_or_404(conn, _DELETE_HOOK, subscription_id, f"webhook {subscription_id}")
 
 
@@ -462,7 +462,7 @@ async def delete_webhook(conn: Scoped, who: AlertsWrite, subscription_id: int) -
 async def list_deliveries(
     conn: Scoped,
     who: AlertsWrite,
-    subscription_id: int,
+    subscription_id: RowId,
     status: Annotated[Literal["pending", "delivered", "dead", "silenced"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[DeliveryPublic]:

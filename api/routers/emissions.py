@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Request, Response
 from api.auth import Scoped, SitesRead, SitesWrite
 from api.errors import ApiError, NotFound, error_responses
 from api.export import CSV_RESPONSE, emissions_csv, wants_csv
-from api.params import INTERVAL, AsOf, End, Res, Start, check_range, site_or_404
+from api.params import INTERVAL, AsOf, End, Res, RowId, Start, check_range, site_or_404
 from schemas.api import CertificateCreate, CertificatePublic, EmissionBucket, SiteEmissions
 from schemas.messages import IDENTIFIER
 
@@ -194,7 +194,7 @@ async def add_certificate(
     summary="Withdraw a certificate or contract",
     responses=error_responses(404, 422),
 )
-async def delete_certificate(conn: Scoped, who: SitesWrite, site: Site, certificate_id: int) -> Response:
+async def delete_certificate(conn: Scoped, who: SitesWrite, site: Site, certificate_id: RowId) -> Response:
     await site_or_404(conn, site, who)
     status = await conn.execute(_DELETE_CERT, site, certificate_id)
     if status.endswith(" 0"):
