@@ -68,7 +68,10 @@ class Receiver:
                     headers[name.lower()] = value
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             ok = verify(self.secret, body, headers.get(SIGNATURE_HEADER.lower(), ""), time.time())
-            roll = self._rng.random()
+            # the first request hangs and the second fails (when those are asked for), then chance decides
+            first = (0.0, self.hang_rate) if self.hang_rate else (self.hang_rate,)
+            nth = len(self.received)
+            roll = first[nth] if nth < len(first) and self.fail_rate else self._rng.random()
             event = headers.get(EVENT_ID_HEADER.lower(), "")
             decoded = msgspec.json.decode(body)
             if roll < self.hang_rate:
