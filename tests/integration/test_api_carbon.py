@@ -90,8 +90,24 @@ async def test_grid_and_emissions_api(pipeline: Settings, tmp_path: Path) -> Non
     worker = Worker(pipeline, tmp_path / "worker.log")
     worker.start()
     try:
-        await produce(pipeline, readings)
+        # intensity first, so the readings' emissions are measured when first written: the only
+        # restatement below is the revision's (the reverse order restates every bucket)
         await produce(pipeline, mixes + forecasts, topic=pipeline.topic_grid)
+
+        async def intensity_known() -> object:
+            conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+            try:
+                n = await conn.fetchval(
+                    "SELECT count(DISTINCT ts) FROM grid_intensity"
+                    " WHERE region = $1 AND basis = 'consumption'",
+                    REGION,
+                )
+            finally:
+                await conn.close()
+            return n == 8 or n
+
+        await wait_for(intensity_known, 60, "the region's intensity")
+        await produce(pipeline, readings)
 
         async def measured() -> object:
             got = await _current_emissions(pipeline)
