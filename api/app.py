@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from api import auth
 from api.errors import install_error_handlers
 from api.metrics import RequestMetrics
-from api.routers import alerts, emissions, energy, grid, health, keys, metrics, sites, streams
+from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
 from api.streams import DerivedTopics, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
+
+_STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
@@ -77,10 +82,18 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(energy.router)
     app.include_router(energy.sites_router)
     app.include_router(emissions.router)
+    app.include_router(datacentre.router)
     app.include_router(grid.router)
     app.include_router(alerts.router)
     app.include_router(keys.router)
     app.include_router(streams.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestMetrics)
+    # the dashboard: static files, no key needed to load them (every figure it shows needs one)
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
     return app

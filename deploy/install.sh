@@ -18,3 +18,20 @@ fi
 "$TOOLS/bin/uv" pip sync -q --python "$VENV/bin/python" requirements.lock
 "$TOOLS/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
 say "$VENV ready ($("$VENV/bin/python" --version))"
+
+# ECharts for the dashboard, from the npm registry, vendored into the API's static files so the
+# dashboard works offline. The tarball is cached; its checksum is npm's published integrity.
+ECHARTS_VERSION=5.6.0
+VENDOR=api/static/vendor
+if [[ ! -f $VENDOR/echarts-$ECHARTS_VERSION.min.js ]]; then
+  NPM_DIR="$WATTSTREAM_CACHE/npm"
+  mkdir -p "$NPM_DIR" "$VENDOR"
+  if [[ ! -f $NPM_DIR/echarts-$ECHARTS_VERSION.tgz ]]; then
+    say "fetching echarts $ECHARTS_VERSION from the npm registry"
+    (cd "$NPM_DIR" && npm pack "echarts@$ECHARTS_VERSION" --silent >/dev/null) || die "npm pack echarts failed"
+  fi
+  tar -xzf "$NPM_DIR/echarts-$ECHARTS_VERSION.tgz" -C "$NPM_DIR" package/dist/echarts.min.js
+  rm -f "$VENDOR"/echarts-*.min.js
+  mv "$NPM_DIR/package/dist/echarts.min.js" "$VENDOR/echarts-$ECHARTS_VERSION.min.js"
+  say "vendored echarts $ECHARTS_VERSION into $VENDOR"
+fi

@@ -26,6 +26,8 @@ __all__ = [
     "KeyPublic",
     "MeterPublic",
     "Page",
+    "PueBucket",
+    "PueSeries",
     "ReadingPublic",
     "ShareBucket",
     "SharesSeries",
@@ -345,3 +347,21 @@ class SiteLatest(_Public):
     source: Literal["stream", "database"] = Field(
         description="stream: the live site events, held in memory; database: none seen yet by this process"
     )
+
+
+class PueBucket(_Public):
+    start: datetime
+    total_kwh: float | None
+    it_kwh: float | None
+    pue: float | None
+    grade: int | None = Field(description="GB 40879-2021 grade 1, 2 or 3; null above the limit value")
+
+
+class PueSeries(_Public):
+    site: str
+    resolution: str
+    pue: float | None = Field(description="over the range: Σ total ÷ Σ IT over buckets with IT energy")
+    grade: int | None
+    standard: str = Field(examples=["GB 40879-2021"])
+    grade_limits: dict[str, float] = Field(examples=[{"1": 1.2, "2": 1.3, "3": 1.5}])
+    buckets: list[PueBucket]
