@@ -293,7 +293,7 @@ async function showSite() {
     series: subs.map((s, i) => ({ name: t(SUB_ITEMS[i][1]), type: "bar", stack: "sub",
       data: s.buckets.map((b) => [Date.parse(b.start), b.kwh]) })) }, true);
   chart("c-emissions").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value" },
-    series: [["location", "location_kg"], ["market", "market_kg"]].map(([k, col]) => ({ name: t(k), type: "line", showSymbol: false,
+    series: [["location", "location_kg"], ["market", "market_kg"]].map(([k, col]) => ({ name: t(k), type: "line", showSymbol: emissions.buckets.length < 3,
       data: emissions.buckets.map((b) => [Date.parse(b.start), b[col]]) })) }, true);
   // quota burn: this local month's cumulative energy, its straight-line projection and the quota
   const month = months.buckets[months.buckets.length - 1];
@@ -342,13 +342,13 @@ async function showDc() {
       name: `${t("grade")} ${g}` }, { yAxis: v }]);
     const last = pue.buckets.filter((b) => b.pue != null).pop();
     chart("c-pue").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value", min: 1.0, max: (v) => Math.max(1.6, v.max + 0.05) },
-      series: [{ name: "PUE", type: "line", showSymbol: false, data: pue.buckets.map((b) => [Date.parse(b.start), b.pue]),
+      series: [{ name: "PUE", type: "line", showSymbol: pue.buckets.length < 3, data: pue.buckets.map((b) => [Date.parse(b.start), b.pue]),
         markArea: { silent: true, label: { position: "insideRight", fontSize: 10 }, data: bands } }] }, true);
     $("dc-now").textContent = last
       ? `PUE ${fmt(last.pue, 2)} · ${last.grade ? `${t("grade")} ${last.grade}` : t("beyond")} (${pue.standard}) · ${hhmm(Date.parse(last.start) + HOUR)}`
       : "";
     chart("c-it").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value" },
-      series: [["facility", "total_kwh"], ["it", "it_kwh"]].map(([k, col]) => ({ name: t(k), type: "line", showSymbol: false,
+      series: [["facility", "total_kwh"], ["it", "it_kwh"]].map(([k, col]) => ({ name: t(k), type: "line", showSymbol: pue.buckets.length < 3,
         data: pue.buckets.map((b) => [Date.parse(b.start), b[col]]) })) }, true);
   };
   await draw();
