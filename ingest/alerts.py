@@ -488,13 +488,18 @@ _QUOTA_COLUMN: Final = {
 
 
 class _Outboxed:
-    """Publishes the transitions of the consumer's partitions after each commit."""
+    """Publishes the transitions of the consumer's partitions after a commit that recorded some
+    (and on every tick, for what a crash or an outage left behind)."""
 
     _alerts_topic: str
+    _recorded = 0  # transitions recorded since the last publish
 
-    async def after_commit(self, consumer: FencedConsumer) -> None:
+    async def after_commit(self, consumer: FencedConsumer, *, always: bool = False) -> None:
         """The transitions are committed: if the database or Kafka is away now, they stay in the
         outbox and the next commit or tick publishes them."""
+        if not (always or self._recorded):
+            return  # nothing new: no round trip on the batch path
+        self._recorded = 0
         try:
             await relay(
                 consumer.db,
@@ -545,7 +550,7 @@ class SiteAlertStage(_Outboxed):
             r["site_id"] for r in await conn.fetch(_SITES_OF_METERS, sorted(set(rows.meter_id.tolist())))
         ]
         obs = await self.observations(conn, sites, datetime.now(UTC), rows)
-        await self._engine.evaluate(conn, obs)
+        self._recorded += await self._engine.evaluate(conn, obs)
         metrics.ALERT_EVALUATION_SECONDS.observe(time.monotonic() - started)
 
     async def observations(
@@ -740,7 +745,7 @@ class SiteAlertStage(_Outboxed):
         started = time.monotonic()
         await fenced_tick(consumer, sorted(owned), staleness, "staleness evaluation")
         metrics.ALERT_EVALUATION_SECONDS.observe(time.monotonic() - started)
-        await self.after_commit(consumer)
+        await self.after_commit(consumer, always=True)
 
 
 def _detail(**values: Any) -> dict[str, str]:
@@ -801,7 +806,7 @@ class GridAlerts(_Outboxed):
                         detail={"factor_set": row["factor_set"], "basis": row["basis"]},
                     )
                 )
-        await self._engine.evaluate(conn, obs)
+        self._recorded += await self._engine.evaluate(conn, obs)
         metrics.ALERT_EVALUATION_SECONDS.observe(time.monotonic() - started)
 
     def _preferred(self, rows: list[asyncpg.Record], params: dict[str, Any]) -> list[asyncpg.Record]:
@@ -852,4 +857,4 @@ class GridAlerts(_Outboxed):
         await fenced_tick(
             consumer, sorted(tp.partition for tp in consumer.positions), silence, "grid staleness"
         )
-        await self.after_commit(consumer)
+        await self.after_commit(consumer, always=True)

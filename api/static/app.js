@@ -46,10 +46,13 @@ const I18N = {
 };
 const SUB_ITEMS = [["照明插座", "lighting"], ["空调", "hvac"], ["动力", "motive"], ["特殊", "special"]];
 const HOUR = 3600e3;
+// live charts redraw at most this often, however fast events arrive: a chart is read by eye,
+// and every redraw costs the browser a full layout and paint of the canvas
+const LIVE_REDRAW_MS = 2000;
 const DAY = 24 * HOUR;
 
 const state = { key: sessionStorage.getItem("wattstream.key") || "", lang: localStorage.getItem("wattstream.lang") || "zh",
-  page: null, charts: {}, streams: [], sites: [], can: {}, timers: [] };
+  page: null, charts: {}, streams: [], sites: [], can: {}, timers: new Set() };
 const $ = (id) => document.getElementById(id);
 const t = (k, vars) => {
   let s = (I18N[state.lang] || I18N.zh)[k] ?? k;
@@ -113,11 +116,21 @@ function stream(path, onEvent) {
   return ctl;
 }
 
+// fn, called at most once per `ms` (the calls in between fold into one); cancelled with the page
+function throttled(fn, ms) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { state.timers.delete(timer); timer = null; fn(); }, ms);
+    state.timers.add(timer);
+  };
+}
+
 function closeStreams() {
   for (const s of state.streams) { s.closed = true; s.abort?.abort(); }
   state.streams = [];
   for (const id of state.timers) clearTimeout(id);
-  state.timers = [];
+  state.timers.clear();
 }
 
 function chart(id) {
@@ -221,6 +234,7 @@ async function showGrid() {
     $("grid-now").textContent = last ? `${t("now")} ${fmt(last[1], 0)} gCO₂/kWh · ${hhmm(last[0])}` : "";
   };
   drawIntensity();
+  const redrawIntensity = throttled(drawIntensity, LIVE_REDRAW_MS);
   const fuels = [...new Set(mix.flatMap((m) => Object.keys(m.by_fuel_mw)))].filter((f) => mix.some((m) => m.by_fuel_mw[f] > 0));
   chart("c-mix").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value" },
     series: fuels.map((f) => ({ name: f, type: "line", stack: "mix", areaStyle: {}, showSymbol: false,
@@ -250,7 +264,7 @@ async function showGrid() {
   stream(`/v1/stream/grid/${region}`, (e) => {
     if (e.kind !== "actual" || e.basis !== "consumption" || !(e.scope in series)) return;
     series[e.scope].set(Date.parse(e.ts), e.intensity_g_per_kwh);
-    drawIntensity();
+    redrawIntensity();
   });
 }
 
@@ -285,6 +299,7 @@ async function showSite() {
   const live = (kw, at) => { $("site-now").textContent = `${t("now")} ${fmt(kw)} kW · ${hhmm(at)}`; };
   if (now.power_kw != null) { power.push([Date.parse(now.as_of), now.power_kw]); live(now.power_kw, Date.parse(now.as_of)); }
   drawPower();
+  const redrawPower = throttled(drawPower, LIVE_REDRAW_MS);
   const byHour = (s, offset) => s.buckets.map((b) => [(Date.parse(b.start) - offset - day0) / HOUR, b.kwh]);
   chart("c-today").setOption({ ...BASE, xAxis: { type: "value", min: 0, max: 24, interval: 3 }, yAxis: { type: "value" },
     series: [{ name: t("last_week"), type: "line", showSymbol: false, lineStyle: { type: "dashed" }, data: byHour(lastWeek, -7 * DAY) },
@@ -320,7 +335,7 @@ async function showSite() {
     power.push([Date.parse(e.as_of), e.power_kw]);
     if (power.length > 2000) power.splice(0, power.length - 2000);
     live(e.power_kw, Date.parse(e.as_of));
-    drawPower();
+    redrawPower();
   });
 }
 
@@ -352,12 +367,7 @@ async function showDc() {
         data: pue.buckets.map((b) => [Date.parse(b.start), b[col]]) })) }, true);
   };
   await draw();
-  let pendingRedraw = null;
-  stream(`/v1/stream/sites/${site}`, () => {
-    if (pendingRedraw) return;  // at most one refresh every 5 s, however fast the events come
-    pendingRedraw = setTimeout(() => { pendingRedraw = null; draw().catch(console.error); }, 5000);
-    state.timers.push(pendingRedraw);
-  });
+  stream(`/v1/stream/sites/${site}`, throttled(() => draw().catch(console.error), 5000));
 }
 
 // --- alerts ---
@@ -397,12 +407,7 @@ async function showAlerts() {
     $("alerts-empty").hidden = rows.length > 0;
   };
   await draw();
-  let pendingRedraw = null;
-  stream("/v1/stream/alerts", () => {
-    if (pendingRedraw) return;
-    pendingRedraw = setTimeout(() => { pendingRedraw = null; draw().catch(console.error); }, 500);
-    state.timers.push(pendingRedraw);
-  });
+  stream("/v1/stream/alerts", throttled(() => draw().catch(console.error), 500));
 }
 
 // --- start ---
