@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ingest.registry import MeterRecord, SiteRecord, register
 from ingest.topics import ensure_topics
-from loadtest.scratch import scratch, settings_env
+from loadtest.scratch import percentile, scratch, settings_env
 from schemas.settings import Settings, TopicSpec
 
 __all__ = ["AlertBench", "main", "report", "run"]
@@ -57,12 +56,6 @@ class AlertBench:
     @property
     def ratio_p50(self) -> float:
         return self.alert_p50_ms / self.kafka_p50_ms
-
-
-def _pct(values: list[float], q: float) -> float:
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
-    )
 
 
 def _reading(site: str, ts: datetime, kw: float) -> bytes:
@@ -207,10 +200,10 @@ async def run(base: Settings, sites: int, rounds: int, load_rps: float) -> Alert
         rounds=rounds,
         load_rps=load_rps,
         events=len(latencies),
-        alert_p50_ms=_pct(latencies, 50) * 1000,
-        alert_p99_ms=_pct(latencies, 99) * 1000,
-        kafka_p50_ms=_pct(reference, 50) * 1000,
-        kafka_p99_ms=_pct(reference, 99) * 1000,
+        alert_p50_ms=percentile(latencies, 0.5) * 1000,
+        alert_p99_ms=percentile(latencies, 0.99) * 1000,
+        kafka_p50_ms=percentile(reference, 0.5) * 1000,
+        kafka_p99_ms=percentile(reference, 0.99) * 1000,
     )
 
 

@@ -23,21 +23,19 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import signal
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from loadtest.scratch import free_port, make_key, scratch, settings_env
+from loadtest.scratch import cpu_seconds, free_port, make_key, percentile, scratch, settings_env
 from schemas.settings import Settings
 
 __all__ = ["ApiBench", "main", "report", "run"]
@@ -63,11 +61,6 @@ class ApiBench:
     sse_p99_ms: float
     sse_api_cpu_share: float  # of one core
     sse_dropped: int
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 class _Conn:
@@ -168,11 +161,6 @@ async def _generator_ceiling(connections: int, seconds: float) -> float:
         proc.join(5)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _sse(
     port: int, token: str, s: Settings, clients: int, seconds: float, api_pid: int
 ) -> dict[str, float]:
@@ -209,7 +197,7 @@ async def _sse(
         await asyncio.sleep(0.2)
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
     await producer.start()
-    cpu0, t0 = _cpu_seconds(api_pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(api_pid), time.perf_counter()
     events = int(seconds)
     try:
         for _ in range(events):
@@ -219,15 +207,15 @@ async def _sse(
         await asyncio.sleep(1.0)
     finally:
         await producer.stop()
-    cpu = (_cpu_seconds(api_pid) - cpu0) / (time.perf_counter() - t0)
+    cpu = (cpu_seconds(api_pid) - cpu0) / (time.perf_counter() - t0)
     done.set()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "events": events,
-        "p50": _pct(received, 0.5),
-        "p99": _pct(received, 0.99),
+        "p50": percentile(received, 0.5),
+        "p99": percentile(received, 0.99),
         "cpu": cpu,
         "missing": events * clients - len(received),
     }
@@ -337,14 +325,14 @@ async def run(
             sse = await _sse(port, token, s, sse_clients, seconds, api.pid)
             return ApiBench(
                 generator_ceiling_rps=ceiling,
-                query_http_p50_ms=_pct(http_ms, 0.5),
-                query_http_p99_ms=_pct(http_ms, 0.99),
+                query_http_p50_ms=percentile(http_ms, 0.5),
+                query_http_p99_ms=percentile(http_ms, 0.99),
                 query_server_p50_ms=statistics.median(server_ms),
-                query_server_p99_ms=_pct(server_ms, 0.99),
+                query_server_p99_ms=percentile(server_ms, 0.99),
                 query_buckets=buckets,
                 latest_rps=n / seconds,
-                latest_p50_ms=_pct(lat, 0.5),
-                latest_p99_ms=_pct(lat, 0.99),
+                latest_p50_ms=percentile(lat, 0.5),
+                latest_p99_ms=percentile(lat, 0.99),
                 sse_clients=sse_clients,
                 sse_events=int(sse["events"]),
                 sse_p50_ms=sse["p50"],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -24,35 +23,12 @@ from pathlib import Path
 import httpx
 from playwright.async_api import Browser, async_playwright
 
-from loadtest.scratch import free_port, scratch, settings_env
+from loadtest.scratch import cpu_seconds, free_port, scratch, settings_env
 from schemas.settings import Settings
 
 __all__ = ["main"]
 
 _ROOT = Path(__file__).resolve().parents[1]
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) of `root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += (int(stats[pid][11]) + int(stats[pid][12])) / _TICK
-        todo += children.get(pid, [])
-    return total
 
 
 def _root_with(tag: str) -> int:
@@ -71,9 +47,9 @@ def _root_with(tag: str) -> int:
 
 
 async def _cpu_share(browser_pid: int, seconds: float) -> float:
-    before, t0 = _tree_cpu_s(browser_pid), time.monotonic()
+    before, t0 = cpu_seconds(browser_pid), time.monotonic()
     await asyncio.sleep(seconds)
-    return (_tree_cpu_s(browser_pid) - before) / (time.monotonic() - t0)
+    return (cpu_seconds(browser_pid) - before) / (time.monotonic() - t0)
 
 
 async def _open_tabs(browser: Browser, base: str, key: str) -> float:

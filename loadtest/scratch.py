@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,7 +21,9 @@ from ingest.topics import ensure_topics
 from schemas.settings import Settings
 
 __all__ = [
+    "cpu_seconds",
     "fresh_topics",
+    "percentile",
     "scratch",
     "settings_env",
 ]
@@ -142,3 +145,31 @@ async def make_key(
         return (await create_key(conn, spec, expires))[1]
     finally:
         await conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The observed value at quantile `q` (0..1) of `values`, NaN for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by process `root` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        stats[int(entry.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += (int(stats[pid][11]) + int(stats[pid][12])) / os.sysconf("SC_CLK_TCK")
+        todo += children.get(pid, [])
+    return total
