@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from api import auth
+from api.directory import SiteDirectory
 from api.errors import install_error_handlers
+from api.hotpath import LatestValues
 from api.metrics import RequestMetrics
 from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
 from api.streams import DerivedTopics, StreamHub, run_derived_consumer
@@ -50,23 +52,27 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             partitions={spec.name: spec.partitions for spec in settings.topics() if spec.name in kinds},
             warm=settings.sse_buffer_events,
         )
-        streams: asyncio.Task[None] | None = None
+        directory = SiteDirectory(pool, settings.api_site_refresh_s)
+        tasks: list[asyncio.Task[None]] = []
         try:
             await admin.start()
+            await directory.load()
             app.state.pool = pool
+            app.state.sites = directory
             auth.install(app, settings, pool)
             app.state.settings = settings
             app.state.kafka_probe = admin.list_topics
             app.state.metrics_registry = registry
             app.state.hub = hub
             # the one Kafka consumer of this process, fanned out to every SSE client
-            streams = asyncio.create_task(run_derived_consumer(derived, hub, stop))
+            tasks.append(asyncio.create_task(run_derived_consumer(derived, hub, stop)))
+            tasks.append(asyncio.create_task(directory.run(stop)))
+            tasks.append(asyncio.create_task(hub.run_heartbeats(settings.sse_heartbeat_s, stop)))
             yield
         finally:
             stop.set()
             hub.close_all()
-            if streams is not None:
-                await streams
+            await asyncio.gather(*tasks)
             await admin.close()
             await pool.close()
 
@@ -88,6 +94,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(streams.router)
     app.include_router(metrics.router)
+    app.add_middleware(LatestValues)  # inside the metrics: its answers are measured like any other
     app.add_middleware(RequestMetrics)
     # the dashboard: static files, no key needed to load them (every figure it shows needs one)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")

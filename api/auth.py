@@ -137,7 +137,7 @@ class KeyStore:
     def __init__(self, pool: asyncpg.Pool, cache_s: float) -> None:
         self._pool = pool
         self._cache_s = cache_s
-        self._cache: dict[str, tuple[float, asyncpg.Record | None]] = {}
+        self._cache: dict[str, tuple[float, _Key | None]] = {}
 
     def forget(self, key_id: str) -> None:
         self._cache.pop(key_id, None)
@@ -147,24 +147,16 @@ class KeyStore:
         key_id, secret = parts if parts is not None else ("", token)
         row = await self._row(key_id) if parts is not None else None
         # compare even when there is no such key, so a miss costs what a wrong secret costs
-        expected = row["secret_sha256"] if row is not None else _DUMMY_HASH
-        if not hmac.compare_digest(hash_secret(secret), bytes(expected)) or row is None:
+        expected = row.secret_sha256 if row is not None else _DUMMY_HASH
+        if not hmac.compare_digest(hash_secret(secret), expected) or row is None:
             raise Unauthorized("invalid API key")
-        if row["revoked_at"] is not None:
+        if row.revoked:
             raise Unauthorized("this API key was revoked")
-        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+        if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
             raise Unauthorized("this API key has expired")
-        return Principal(
-            key_id=row["key_id"],
-            name=row["name"],
-            role=row["role"],
-            tenant=row["tenant"],
-            sites=frozenset(row["sites"]),
-            rate_per_s=row["rate_per_s"],
-            burst=row["burst"],
-        )
+        return row.principal
 
-    async def _row(self, key_id: str) -> asyncpg.Record | None:
+    async def _row(self, key_id: str) -> _Key | None:
         now = time.monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._cache_s:
@@ -175,8 +167,36 @@ class KeyStore:
                 await conn.execute(_TOUCH, key_id)  # once per cache period, not per request
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key_id] = (now, row)
-        return row
+        key = _Key.of(row) if row is not None else None
+        self._cache[key_id] = (now, key)
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """A looked-up key, as the cache holds it: its principal is built once, not per request."""
+
+    principal: Principal
+    secret_sha256: bytes
+    expires_at: datetime | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> _Key:
+        return cls(
+            Principal(
+                key_id=row["key_id"],
+                name=row["name"],
+                role=row["role"],
+                tenant=row["tenant"],
+                sites=frozenset(row["sites"]),
+                rate_per_s=row["rate_per_s"],
+                burst=row["burst"],
+            ),
+            bytes(row["secret_sha256"]),
+            row["expires_at"],
+            row["revoked_at"] is not None,
+        )
 
 
 class RateLimiter:

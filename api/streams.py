@@ -7,9 +7,11 @@ restarts. A stream is a channel (`grid:<region>`, `site:<site>`); an event's id 
 `<partition>.<offset>` of its Kafka record, so ids are the same in every API process and
 ordered within a channel (a channel's key always maps to one partition).
 
-Backpressure: each client has a bounded queue; a client that falls `client_queue` events
-behind is dropped (its stream ends; it may reconnect with Last-Event-ID), never allowed to
-grow memory. Clients never create Kafka consumers.
+Fan-out: an event is formatted once and appended to each subscriber's pending frames; each
+client's task wakes and writes what is pending in one chunk. Heartbeats come from one timer,
+not one per client. Backpressure: a client that falls `client_queue` frames behind is dropped
+(its stream ends; it may reconnect with Last-Event-ID), never allowed to grow memory. Clients
+never create Kafka consumers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = [
     "ALERTS_CHANNEL",
+    "HEARTBEAT",
     "DerivedTopics",
     "Event",
     "StreamHub",
@@ -71,12 +74,66 @@ def parse_event_id(text: str | None) -> tuple[int, int] | None:
     return int(part), int(off)
 
 
-@dataclass(eq=False)
 class Subscription:
-    channel: str
-    queue: asyncio.Queue[Event | None]
-    accept: Callable[[Event], bool] | None = None  # a per-client filter (an alerts key's scope)
-    dropped: bool = False
+    """One client's place in a channel: the frames not yet written to it, at most `limit`.
+
+    The hub appends each event's frame (formatted once per event, not per client) and wakes the
+    client's task; the task writes everything pending in one chunk. A client more than `limit`
+    frames behind is dropped: its pending frames are discarded and its stream ends (it may
+    reconnect with Last-Event-ID). Memory per client is bounded by `limit` frames plus one chunk
+    in the server's write buffer."""
+
+    __slots__ = ("_pending", "_waiter", "accept", "channel", "closed", "dropped", "idle", "limit")
+
+    def __init__(self, channel: str, limit: int, accept: Callable[[Event], bool] | None = None) -> None:
+        self.channel = channel
+        self.limit = limit
+        self.accept = accept  # a per-client filter (an alerts key's scope)
+        self.closed = False
+        self.dropped = False
+        self.idle = True  # nothing pushed since the last heartbeat
+        self._pending: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def push(self, frame: bytes) -> bool:
+        """Queue a frame; False (and nothing queued) if the client is `limit` frames behind."""
+        if len(self._pending) >= self.limit:
+            return False
+        self._pending.append(frame)
+        self.idle = False
+        self._wake()
+        return True
+
+    def close(self, *, discard: bool = False) -> None:
+        """End the stream after what is pending (or at once, with `discard`)."""
+        self.closed = True
+        if discard:
+            self._pending.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def next(self) -> bytes | None:
+        """Everything pending as one chunk, waiting for it if need be; None once closed."""
+        while not self._pending:
+            if self.closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        return chunk
+
+
+HEARTBEAT: Final = b": heartbeat\n\n"
 
 
 @dataclass
@@ -93,29 +150,34 @@ class StreamHub:
         if recent is None:
             recent = self._recent[event.channel] = deque(maxlen=self.buffer)
         recent.append(event)
+        subs = self._subscribers.get(event.channel)
+        if not subs:
+            return
         kind = event.channel.split(":", 1)[0]
-        for sub in list(self._subscribers.get(event.channel, ())):
+        frame = sse(event)
+        sent = 0
+        for sub in list(subs):
             if sub.accept is not None and not sub.accept(event):
                 continue
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
+            if sub.push(frame):
+                sent += 1
+            else:
                 self._drop(sub, kind)
+        if sent:
+            SSE_EVENTS.labels(kind).inc(sent)
 
     def _drop(self, sub: Subscription, kind: str) -> None:
         sub.dropped = True
         self._subscribers.get(sub.channel, set()).discard(sub)
         SSE_DROPPED.labels(kind).inc()
-        with contextlib.suppress(asyncio.QueueEmpty):
-            sub.queue.get_nowait()  # make room for the end marker
-        sub.queue.put_nowait(None)
+        sub.close(discard=True)
 
     def subscribe(
         self, channel: str, after: tuple[int, int] | None, accept: Callable[[Event], bool] | None = None
     ) -> tuple[Subscription, list[Event]]:
         """A subscription, and the buffered events after `after` (a Last-Event-ID) to send first;
         `accept`, if given, filters what this client receives."""
-        sub = Subscription(channel, asyncio.Queue(maxsize=self.client_queue), accept)
+        sub = Subscription(channel, self.client_queue, accept)
         self._subscribers.setdefault(channel, set()).add(sub)
         missed: list[Event] = []
         if after is not None:
@@ -137,13 +199,26 @@ class StreamHub:
     def clients(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
-    def close_all(self) -> None:
-        """End every stream (shutdown): each client gets its end marker."""
+    def heartbeat(self) -> None:
+        """A comment line to every client sent nothing since the last heartbeat (keeps proxies
+        and clients from timing the stream out)."""
         for subs in self._subscribers.values():
             for sub in subs:
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    sub.queue.get_nowait()
-                sub.queue.put_nowait(None)
+                if sub.idle:
+                    sub.push(HEARTBEAT)
+                sub.idle = True
+
+    async def run_heartbeats(self, period_s: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period_s)
+            self.heartbeat()
+
+    def close_all(self) -> None:
+        """End every stream (shutdown)."""
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.close()
         self._subscribers.clear()
 
 

@@ -12,7 +12,9 @@ that answers every request with a fixed response), so the API figures can be rea
    `seconds`: requests/s, p50 / p99 (the simulator is stopped from here on; the worker idles).
 3. SSE: `sse_clients` subscribers of one region's stream; one event a second published to the
    intensity topic for `seconds`; delivery latency (publish to receipt) p50 / p99 over every
-   (event, client), and the API process's CPU over the window (share of one core).
+   (event, client), and the API process's CPU over the window (share of one core). The
+   generator's own ceiling: the same clients against a stub server (another process) that
+   writes each event to every connection from one loop, with nothing behind it.
 
     python -m loadtest.bench_api --seconds 10 --connections 16 --sse-clients 2000
 """
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import re
 import signal
 import statistics
 import sys
@@ -61,6 +64,9 @@ class ApiBench:
     sse_p99_ms: float
     sse_api_cpu_share: float  # of one core
     sse_dropped: int
+    sse_ceiling_p50_ms: float  # the same clients against a stub server that writes from one loop
+    sse_ceiling_p99_ms: float
+    sse_ceiling_cpu_share: float
 
 
 class _Conn:
@@ -161,57 +167,67 @@ async def _generator_ceiling(connections: int, seconds: float) -> float:
         proc.join(5)
 
 
+_STAMP = re.compile(rb'"bench_sent": ?([0-9.]+)')
+
+
+class _SseClient(asyncio.Protocol):
+    """One SSE subscriber, as cheap as a client can be: it only finds each event's send stamp."""
+
+    def __init__(self, request: bytes, received: list[float], connected: list[int]) -> None:
+        self.request, self.received, self.connected = request, received, connected
+        self.head = False
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.head:
+            if b"\r\n\r\n" not in data:
+                return
+            self.head = True
+            self.connected[0] += 1
+            data = data.split(b"\r\n\r\n", 1)[1]
+        data = self.tail + data
+        cut = data.rfind(b"\n\n") + 2  # complete events only; the rest waits for the next read
+        self.tail = data[cut:]
+        for sent in _STAMP.findall(data, 0, cut):
+            self.received.append((now - float(sent)) * 1000)
+
+
 async def _sse(
-    port: int, token: str, s: Settings, clients: int, seconds: float, api_pid: int
+    port: int, path: str, token: str, clients: int, seconds: float, pid: int, publish: Any
 ) -> dict[str, float]:
+    """`clients` subscribers of `path`; `publish()` once a second for `seconds`: per-delivery
+    latency from the stamp in each event, and the server process's CPU (share of one core)."""
+    loop = asyncio.get_running_loop()
     received: list[float] = []
-    connected = 0
-    request = (
-        f"GET /v1/stream/grid/{_REGION} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
-    ).encode()
-    done = asyncio.Event()
-
-    async def client() -> None:
-        nonlocal connected
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        writer.write(request)
-        await reader.readuntil(b"\r\n\r\n")
-        connected += 1
-        try:
-            while not done.is_set():
-                line = await reader.readline()
-                if not line:
-                    return
-                if line.startswith(b"data:") and b'"bench_sent"' in line:  # chunked framing around it
-                    sent = json.loads(line[5:])["bench_sent"]
-                    received.append((time.time() - sent) * 1000)
-        finally:
-            writer.close()
-
-    tasks = []
+    connected = [0]
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    transports = []
     for i in range(clients):
-        tasks.append(asyncio.create_task(client()))
-        if i % 200 == 199:
+        transport, _ = await loop.create_connection(
+            lambda: _SseClient(request, received, connected), "127.0.0.1", port
+        )
+        transports.append(transport)
+        if i % 500 == 499:
             await asyncio.sleep(0.05)  # connect in waves, as real clients would
-    while connected < clients:  # noqa: ASYNC110 - polling a counter many tasks update
-        await asyncio.sleep(0.2)
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
-    await producer.start()
-    cpu0, t0 = cpu_seconds(api_pid), time.perf_counter()
+    for _ in range(600):
+        if connected[0] >= clients:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    received.clear()
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     events = int(seconds)
-    try:
-        for _ in range(events):
-            value = json.dumps({"region": _REGION, "bench_sent": time.time()}).encode()
-            await producer.send_and_wait(s.topic_intensity, value, key=_REGION.encode())
-            await asyncio.sleep(1.0)
+    for _ in range(events):
+        await publish()
         await asyncio.sleep(1.0)
-    finally:
-        await producer.stop()
-    cpu = (cpu_seconds(api_pid) - cpu0) / (time.perf_counter() - t0)
-    done.set()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(1.0)
+    cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
+    for t in transports:
+        t.close()
     return {
         "events": events,
         "p50": percentile(received, 0.5),
@@ -219,6 +235,50 @@ async def _sse(
         "cpu": cpu,
         "missing": events * clients - len(received),
     }
+
+
+def _stub_sse_server(port: int, ready: Any, go: Any) -> None:
+    """The SSE load generator's ceiling: a server with nothing behind it that, each time `go` is
+    set, writes one stamped event to every connection straight from one loop."""
+
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head)
+        writers.append(writer)
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+        ready.set()
+        async with server:
+            while True:
+                await asyncio.to_thread(go.wait)
+                go.clear()
+                event = b'data: {"bench_sent": %.6f}\n\n' % time.time()
+                chunk = b"%x\r\n%s\r\n" % (len(event), event)
+                for w in writers:
+                    w.write(chunk)
+
+    asyncio.run(serve())
+
+
+async def _sse_ceiling(clients: int, seconds: float) -> dict[str, float]:
+    port = free_port()
+    ready, go = multiprocessing.Event(), multiprocessing.Event()
+    proc = multiprocessing.Process(target=_stub_sse_server, args=(port, ready, go), daemon=True)
+    proc.start()
+    ready.wait(10)
+
+    async def publish() -> None:
+        go.set()
+
+    try:
+        return await _sse(port, "/", "stub", clients, seconds, proc.pid or 0, publish)
+    finally:
+        proc.terminate()
+        proc.join(5)
 
 
 async def _prepare(s: Settings) -> None:
@@ -322,7 +382,20 @@ async def run(
             if bad:
                 raise RuntimeError(f"{bad} latest-value requests failed")
 
-            sse = await _sse(port, token, s, sse_clients, seconds, api.pid)
+            producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+            await producer.start()
+
+            async def publish() -> None:
+                value = json.dumps({"region": _REGION, "bench_sent": time.time()}).encode()
+                await producer.send_and_wait(s.topic_intensity, value, key=_REGION.encode())
+
+            try:
+                sse = await _sse(
+                    port, f"/v1/stream/grid/{_REGION}", token, sse_clients, seconds, api.pid, publish
+                )
+            finally:
+                await producer.stop()
+            sse_stub = await _sse_ceiling(sse_clients, seconds)
             return ApiBench(
                 generator_ceiling_rps=ceiling,
                 query_http_p50_ms=percentile(http_ms, 0.5),
@@ -339,6 +412,9 @@ async def run(
                 sse_p99_ms=sse["p99"],
                 sse_api_cpu_share=sse["cpu"],
                 sse_dropped=int(sse["missing"]),
+                sse_ceiling_p50_ms=sse_stub["p50"],
+                sse_ceiling_p99_ms=sse_stub["p99"],
+                sse_ceiling_cpu_share=sse_stub["cpu"],
             )
         finally:
             for proc in reversed(procs):
@@ -387,6 +463,9 @@ def report(b: ApiBench) -> str:
             f"SSE: {b.sse_clients} clients × {b.sse_events} events: fan-out p50 {b.sse_p50_ms:.1f} ms, "
             f"p99 {b.sse_p99_ms:.1f} ms; API CPU {b.sse_api_cpu_share:.1%} of a core; "
             f"{b.sse_dropped} deliveries missing",
+            f"SSE load generator ceiling (the same clients, a stub server writing from one loop): "
+            f"p50 {b.sse_ceiling_p50_ms:.1f} ms, p99 {b.sse_ceiling_p99_ms:.1f} ms; "
+            f"stub CPU {b.sse_ceiling_cpu_share:.1%} of a core",
         ]
     )
 

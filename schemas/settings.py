@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         5.0, ge=0, description="how long an API process trusts a looked-up key (revocation takes this long)"
     )
+    api_site_refresh_s: float = Field(
+        30.0, gt=0, description="how often an API process reloads its in-memory site directory"
+    )
     api_rate_per_s: float = Field(50.0, gt=0, description="requests per second per key, unless the key says")
     api_rate_burst: int = Field(100, ge=1, description="requests a key may make at once before 429")
     sse_buffer_events: int = Field(

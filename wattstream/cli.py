@@ -165,6 +165,7 @@ def api(log_level: LogLevel = "INFO") -> None:
         port=s.api_port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # nothing reads the client's address; a proxy in front logs it
         timeout_graceful_shutdown=3,  # live streams never end by themselves
     )
 

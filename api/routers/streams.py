@@ -13,17 +13,25 @@ behind is disconnected, never buffered without bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from starlette.types import Receive, Scope, Send
 
 from api.auth import AlertsRead, GridRead, Principal, SitesRead, scoped_connection
 from api.errors import error_responses
-from api.params import site_or_404
 from api.routers.grid import region_or_404
-from api.streams import ALERTS_CHANNEL, SSE_CLIENTS, SSE_EVENTS, Event, StreamHub, parse_event_id, sse
+from api.streams import (
+    ALERTS_CHANNEL,
+    SSE_CLIENTS,
+    SSE_EVENTS,
+    Event,
+    StreamHub,
+    Subscription,
+    parse_event_id,
+    sse,
+)
 from schemas.messages import IDENTIFIER
 
 __all__ = ["router"]
@@ -42,46 +50,58 @@ _STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _stream(
-    request: Request, channel: str, last_event_id: str | None, accept: Callable[[Event], bool] | None = None
-) -> StreamingResponse:
-    hub: StreamHub = request.app.state.hub
-    heartbeat = request.app.state.settings.sse_heartbeat_s
-    kind = channel.split(":", 1)[0]
+class EventStream(Response):
+    """An SSE response fed by the hub: subscribes when the response starts, writes what the hub
+    queues for it, ends when the client goes, falls too far behind, or the server stops."""
 
-    async def events() -> AsyncIterator[bytes]:
-        sub, missed = hub.subscribe(channel, parse_event_id(last_event_id), accept)
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, hub: StreamHub, channel: str, last_event_id: str | None, accept: Callable[[Event], bool] | None
+    ) -> None:
+        self.hub, self.channel, self.accept = hub, channel, accept
+        self.after = parse_event_id(last_event_id)
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = self.channel.split(":", 1)[0]
+        sub, missed = self.hub.subscribe(self.channel, self.after, self.accept)
         SSE_CLIENTS.labels(kind).inc()
+        gone = asyncio.create_task(_until_disconnect(receive, sub))
         try:
-            yield b"retry: 3000\n\n"
-            for old in missed:
-                yield sse(old)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            first = b"".join([b"retry: 3000\n\n", *(sse(e) for e in missed)])
             SSE_EVENTS.labels(kind).inc(len(missed))
-            while True:
-                try:
-                    event: Event | None = await asyncio.wait_for(sub.queue.get(), heartbeat)
-                except TimeoutError:
-                    yield b": heartbeat\n\n"
-                    continue
-                if event is None:  # dropped for falling behind, or shutting down
-                    return
-                SSE_EVENTS.labels(kind).inc()
-                yield sse(event)
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            while (chunk := await sub.next()) is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went while we wrote
         finally:
-            hub.unsubscribe(sub)
+            gone.cancel()
+            self.hub.unsubscribe(sub)
             SSE_CLIENTS.labels(kind).dec()
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+
+async def _until_disconnect(receive: Receive, sub: Subscription) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    sub.close(discard=True)
+
+
+def _stream(
+    request: Request, channel: str, last_event_id: str | None, accept: Callable[[Event], bool] | None = None
+) -> EventStream:
+    return EventStream(request.app.state.hub, channel, last_event_id, accept)
 
 
 @router.get(
     "/grid/{region}",
     summary="Live intensity of a region (SSE)",
-    response_class=StreamingResponse,
+    response_class=EventStream,
     responses=_STREAM,
 )
 async def grid_stream(
@@ -90,7 +110,7 @@ async def grid_stream(
     region: Annotated[str, Path(pattern=IDENTIFIER, examples=["CN-ZJ"])],
     last_event_id: LastEventId = None,
     last_event_id_query: LastEventIdQuery = None,
-) -> StreamingResponse:
+) -> EventStream:
     async with scoped_connection(request.app.state.pool, who) as conn:  # not held while streaming
         await region_or_404(conn, region, who)
     return _stream(request, f"grid:{region}", last_event_id or last_event_id_query)
@@ -99,7 +119,7 @@ async def grid_stream(
 @router.get(
     "/sites/{site}",
     summary="Live power, latest interval energy and emissions of a site (SSE)",
-    response_class=StreamingResponse,
+    response_class=EventStream,
     responses=_STREAM,
 )
 async def site_stream(
@@ -108,9 +128,8 @@ async def site_stream(
     site: Annotated[str, Path(pattern=IDENTIFIER, examples=["hz-b001"])],
     last_event_id: LastEventId = None,
     last_event_id_query: LastEventIdQuery = None,
-) -> StreamingResponse:
-    async with scoped_connection(request.app.state.pool, who) as conn:
-        await site_or_404(conn, site, who)
+) -> EventStream:
+    await request.app.state.sites.visible(site, who)
     return _stream(request, f"site:{site}", last_event_id or last_event_id_query)
 
 
@@ -130,7 +149,7 @@ def _in_scope(who: Principal) -> Callable[[Event], bool] | None:
 @router.get(
     "/alerts",
     summary="Live alert events within the key's scope (SSE)",
-    response_class=StreamingResponse,
+    response_class=EventStream,
     responses=_STREAM,
 )
 async def alert_stream(
@@ -138,5 +157,5 @@ async def alert_stream(
     who: AlertsRead,
     last_event_id: LastEventId = None,
     last_event_id_query: LastEventIdQuery = None,
-) -> StreamingResponse:
+) -> EventStream:
     return _stream(request, ALERTS_CHANNEL, last_event_id or last_event_id_query, _in_scope(who))

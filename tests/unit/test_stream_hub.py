@@ -1,8 +1,11 @@
-"""The in-process fan-out behind the SSE streams: replay after an id, bounded clients, shutdown."""
+"""The in-process fan-out behind the SSE streams: replay after an id, bounded clients, heartbeats,
+shutdown."""
 
 from __future__ import annotations
 
-from api.streams import Event, StreamHub, parse_event_id, sse
+import asyncio
+
+from api.streams import HEARTBEAT, Event, StreamHub, parse_event_id, sse
 
 
 def _event(channel: str, offset: int, partition: int = 0) -> Event:
@@ -15,7 +18,10 @@ async def test_subscribers_get_their_channel_only_and_resume_after_an_id() -> No
     b, _ = hub.subscribe("grid:B", None)
     for i in range(5):
         hub.publish(_event("grid:A", i))
-    assert a.queue.qsize() == 5 and b.queue.qsize() == 0
+    assert a.pending() == 5 and b.pending() == 0
+    # everything pending arrives as one chunk, in order, each event framed once
+    assert await a.next() == b"".join(sse(_event("grid:A", i)) for i in range(5))
+    assert a.pending() == 0
     # a reconnecting client gets what it missed after its Last-Event-ID, as far as the buffer reaches
     _, missed = hub.subscribe("grid:A", parse_event_id("0.2"))
     assert [e.offset for e in missed] == [3, 4]
@@ -25,6 +31,16 @@ async def test_subscribers_get_their_channel_only_and_resume_after_an_id() -> No
     assert none == []
 
 
+async def test_a_waiting_client_wakes_on_publish() -> None:
+    hub = StreamHub(buffer=10, client_queue=10)
+    sub, _ = hub.subscribe("grid:A", None)
+    waiting = asyncio.create_task(sub.next())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    hub.publish(_event("grid:A", 1))
+    assert await asyncio.wait_for(waiting, 1) == sse(_event("grid:A", 1))
+
+
 async def test_a_slow_client_is_dropped_not_buffered() -> None:
     hub = StreamHub(buffer=100, client_queue=2)
     slow, _ = hub.subscribe("site:x", None)
@@ -32,19 +48,46 @@ async def test_a_slow_client_is_dropped_not_buffered() -> None:
     for i in range(3):
         hub.publish(_event("site:x", i))
         if i < 2:
-            assert fast.queue.get_nowait() is not None
+            assert await fast.next() == sse(_event("site:x", i))
     assert slow.dropped and not fast.dropped
-    assert slow.queue.qsize() <= 2 and list(_drain(slow))[-1] is None  # ends with the end marker
+    # a dropped client's pending frames are discarded and its stream ends
+    assert slow.pending() == 0 and await slow.next() is None
     assert hub.clients() == 1
     hub.publish(_event("site:x", 9))
-    assert slow.queue.qsize() == 0  # no longer fed
+    assert slow.pending() == 0  # no longer fed
+    assert fast.pending() == 2  # events 2 and 9
+
+
+async def test_filtered_clients_receive_only_what_they_accept() -> None:
+    hub = StreamHub(buffer=10, client_queue=10)
+    odd, _ = hub.subscribe("alerts:all", None, accept=lambda e: e.offset % 2 == 1)
+    for i in range(4):
+        hub.publish(_event("alerts:all", i))
+    assert await odd.next() == sse(_event("alerts:all", 1)) + sse(_event("alerts:all", 3))
+
+
+async def test_heartbeats_go_to_idle_clients_only() -> None:
+    hub = StreamHub(buffer=10, client_queue=10)
+    busy, _ = hub.subscribe("grid:A", None)
+    idle, _ = hub.subscribe("grid:B", None)
+    hub.heartbeat()  # a first tick marks both idle again (a new client has had nothing yet)
+    assert await idle.next() == HEARTBEAT and await busy.next() == HEARTBEAT
+    hub.publish(_event("grid:A", 1))
+    hub.heartbeat()
+    assert busy.pending() == 1 and idle.pending() == 1
+    assert await busy.next() == sse(_event("grid:A", 1))
+    assert await idle.next() == HEARTBEAT
 
 
 async def test_close_all_ends_every_stream() -> None:
     hub = StreamHub(buffer=10, client_queue=10)
     subs = [hub.subscribe(f"grid:{r}", None)[0] for r in "ABC"]
+    hub.publish(_event("grid:A", 1))
     hub.close_all()
-    assert all(s.queue.get_nowait() is None for s in subs) and hub.clients() == 0
+    assert hub.clients() == 0
+    # what was pending is still written, then the stream ends
+    assert await subs[0].next() == sse(_event("grid:A", 1)) and await subs[0].next() is None
+    assert all([await s.next() is None for s in subs[1:]])
 
 
 def test_event_ids_and_wire_form() -> None:
@@ -52,11 +95,3 @@ def test_event_ids_and_wire_form() -> None:
     for bad in (None, "", "x", "1.", ".2", "1.2.3", "-1.2"):
         assert parse_event_id(bad) is None
     assert sse(_event("grid:CN-ZJ", 7, 2)) == b'id: 2.7\nevent: grid\ndata: {"n": 7}\n\n'
-
-
-def _drain(sub: object) -> list[object]:
-    out = []
-    q = sub.queue  # type: ignore[attr-defined]
-    while not q.empty():
-        out.append(q.get_nowait())
-    return out
