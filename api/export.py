@@ -41,18 +41,18 @@ def _csv(columns: Sequence[str], rows: Iterable[Sequence[object]], filename: str
 
 
 def energy_csv(series: Sequence[Mapping[str, Any]]) -> Response:
-    """Energy series, each an `EnergySeries` in plain data."""
+    """Energy series, each an `EnergySeries` in plain data (its buckets with attributes)."""
     columns = ("site", "meter", "sub_item", "start", "end", "kwh", "coverage", "quality", "timezone")
     rows = (
         (
             s["site"],
             s["meter"],
             s["sub_item"],
-            b["start"].isoformat(),
-            b["end"].isoformat(),
-            b["kwh"],
-            b["coverage"],
-            b["quality"],
+            b.start.isoformat(),
+            b.end.isoformat(),
+            b.kwh,
+            b.coverage,
+            b.quality,
             s["timezone"],
         )
         for s in series

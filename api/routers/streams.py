@@ -102,6 +102,7 @@ def _stream(
     "/grid/{region}",
     summary="Live intensity of a region (SSE)",
     response_class=EventStream,
+    status_code=200,
     responses=_STREAM,
 )
 async def grid_stream(
@@ -120,6 +121,7 @@ async def grid_stream(
     "/sites/{site}",
     summary="Live power, latest interval energy and emissions of a site (SSE)",
     response_class=EventStream,
+    status_code=200,
     responses=_STREAM,
 )
 async def site_stream(
@@ -150,6 +152,7 @@ def _in_scope(who: Principal) -> Callable[[Event], bool] | None:
     "/alerts",
     summary="Live alert events within the key's scope (SSE)",
     response_class=EventStream,
+    status_code=200,
     responses=_STREAM,
 )
 async def alert_stream(
