@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.hotpath import LatestValues
 from api.metrics import RequestMetrics
 from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
-from api.streams import DerivedTopics, StreamHub, run_derived_consumer
+from api.streams import DerivedTopics, RawSend, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -96,6 +96,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(metrics.router)
     app.add_middleware(LatestValues)  # inside the metrics: its answers are measured like any other
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RawSend)  # outermost of ours: the send closest to the server
     # the dashboard: static files, no key needed to load them (every figure it shows needs one)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 

@@ -7,11 +7,12 @@ restarts. A stream is a channel (`grid:<region>`, `site:<site>`); an event's id 
 `<partition>.<offset>` of its Kafka record, so ids are the same in every API process and
 ordered within a channel (a channel's key always maps to one partition).
 
-Fan-out: an event is formatted once and appended to each subscriber's pending frames; each
-client's task wakes and writes what is pending in one chunk. Heartbeats come from one timer,
-not one per client. Backpressure: a client that falls `client_queue` frames behind is dropped
-(its stream ends; it may reconnect with Last-Event-ID), never allowed to grow memory. Clients
-never create Kafka consumers.
+Fan-out: an event is formatted once and written to each caught-up client from the fan-out
+loop itself, through the server's `send` (no task switch per client); a client the server
+cannot write to at once gets it queued, and its own task writes what is pending in one chunk
+(`Subscription`). Heartbeats come from one timer, not one per client. Backpressure: a client
+that falls `client_queue` frames behind is dropped (its stream ends; it may reconnect with
+Last-Event-ID), never allowed to grow memory. Clients never create Kafka consumers.
 """
 
 from __future__ import annotations
@@ -20,19 +21,22 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "ALERTS_CHANNEL",
     "HEARTBEAT",
+    "RAW_SEND",
     "DerivedTopics",
     "Event",
+    "RawSend",
     "StreamHub",
     "Subscription",
     "derived_consumer",
@@ -74,16 +78,35 @@ def parse_event_id(text: str | None) -> tuple[int, int] | None:
     return int(part), int(off)
 
 
+Writer = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
 class Subscription:
-    """One client's place in a channel: the frames not yet written to it, at most `limit`.
+    """One client's place in a channel.
 
-    The hub appends each event's frame (formatted once per event, not per client) and wakes the
-    client's task; the task writes everything pending in one chunk. A client more than `limit`
-    frames behind is dropped: its pending frames are discarded and its stream ends (it may
-    reconnect with Last-Event-ID). Memory per client is bounded by `limit` frames plus one chunk
-    in the server's write buffer."""
+    Delivery has two ways, and a frame never overtakes another. **Direct**: when the client is
+    caught up, the hub writes the frame itself through the server's own `send` (`direct`) from
+    its fan-out loop, with no task switch. The send is run only as far as it goes without
+    waiting; the server waits only when the client's socket is full (flow control), and then
+    the send is abandoned before it wrote anything, and the client is served the second way
+    from then on. **Queued**: the frame is appended to the client's pending frames and its task
+    wakes and writes everything pending in one chunk. A client more than `limit` frames behind
+    is dropped: its pending frames are discarded and its stream ends (it may reconnect with
+    Last-Event-ID). Memory per client is bounded by `limit` frames plus one chunk in the
+    server's write buffer."""
 
-    __slots__ = ("_pending", "_waiter", "accept", "channel", "closed", "dropped", "idle", "limit")
+    __slots__ = (
+        "_pending",
+        "_waiter",
+        "accept",
+        "channel",
+        "closed",
+        "direct",
+        "dropped",
+        "idle",
+        "limit",
+        "writing",
+    )
 
     def __init__(self, channel: str, limit: int, accept: Callable[[Event], bool] | None = None) -> None:
         self.channel = channel
@@ -92,8 +115,29 @@ class Subscription:
         self.closed = False
         self.dropped = False
         self.idle = True  # nothing pushed since the last heartbeat
+        self.direct: Writer | None = None  # set by the response once its head is written
+        self.writing = False  # the client's task is inside a send
         self._pending: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
+
+    def deliver(self, frame: bytes) -> bool:
+        """Write the frame now if the client is caught up, else queue it; False (nothing queued)
+        if the client is `limit` frames behind."""
+        if self.direct is not None and not self._pending and not self.writing and not self.closed:
+            send = self.direct({"type": "http.response.body", "body": frame, "more_body": True})
+            try:
+                send.send(None)
+            except StopIteration:  # written without waiting
+                self.idle = False
+                return True
+            except Exception:  # the connection is gone: end the stream
+                log.debug("direct SSE write failed; ending the stream", exc_info=True)
+                self.direct = None
+                self.close(discard=True)
+                return True
+            send.close()  # it would wait for the client to read: not here, in the client's task
+            self.direct = None
+        return self.push(frame)
 
     def push(self, frame: bytes) -> bool:
         """Queue a frame; False (and nothing queued) if the client is `limit` frames behind."""
@@ -107,6 +151,7 @@ class Subscription:
     def close(self, *, discard: bool = False) -> None:
         """End the stream after what is pending (or at once, with `discard`)."""
         self.closed = True
+        self.direct = None
         if discard:
             self._pending.clear()
         self._wake()
@@ -135,6 +180,23 @@ class Subscription:
 
 HEARTBEAT: Final = b": heartbeat\n\n"
 
+RAW_SEND: Final = "wattstream.raw_send"
+
+
+class RawSend:
+    """Puts the `send` this middleware receives (the server's, as the outermost of the app's own
+    middleware) in the request scope, for streams whose body frames are written from the hub's
+    fan-out loop. The response head still goes through every layer, so the metrics and the error
+    handlers see it; body frames of a started stream are nothing they act on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await self.app(scope, receive, send)
+
 
 @dataclass
 class StreamHub:
@@ -159,7 +221,7 @@ class StreamHub:
         for sub in list(subs):
             if sub.accept is not None and not sub.accept(event):
                 continue
-            if sub.push(frame):
+            if sub.deliver(frame):
                 sent += 1
             else:
                 self._drop(sub, kind)
@@ -205,7 +267,7 @@ class StreamHub:
         for subs in self._subscribers.values():
             for sub in subs:
                 if sub.idle:
-                    sub.push(HEARTBEAT)
+                    sub.deliver(HEARTBEAT)
                 sub.idle = True
 
     async def run_heartbeats(self, period_s: float, stop: asyncio.Event) -> None:

@@ -24,6 +24,7 @@ from api.errors import error_responses
 from api.routers.grid import region_or_404
 from api.streams import (
     ALERTS_CHANNEL,
+    RAW_SEND,
     SSE_CLIENTS,
     SSE_EVENTS,
     Event,
@@ -75,12 +76,20 @@ class EventStream(Response):
             first = b"".join([b"retry: 3000\n\n", *(sse(e) for e in missed)])
             SSE_EVENTS.labels(kind).inc(len(missed))
             await send({"type": "http.response.body", "body": first, "more_body": True})
+            # from here the hub may write this client's frames itself (see `Subscription`)
+            sub.direct = scope.get(RAW_SEND)
             while (chunk := await sub.next()) is not None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sub.writing = True
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                finally:
+                    sub.writing = False
+            self.hub.unsubscribe(sub)  # before the end: nothing may be written after it
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client went while we wrote
         finally:
+            sub.close()
             gone.cancel()
             self.hub.unsubscribe(sub)
             SSE_CLIENTS.labels(kind).dec()

@@ -95,3 +95,70 @@ def test_event_ids_and_wire_form() -> None:
     for bad in (None, "", "x", "1.", ".2", "1.2.3", "-1.2"):
         assert parse_event_id(bad) is None
     assert sse(_event("grid:CN-ZJ", 7, 2)) == b'id: 2.7\nevent: grid\ndata: {"n": 7}\n\n'
+
+
+class _Server:
+    """A stand-in for the server's `send`: writes at once, or waits (a full socket) when `full`."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.full = False
+        self.broken = False
+
+    async def send(self, message: dict[str, object]) -> None:
+        if self.broken:
+            raise RuntimeError("connection lost")
+        if self.full:
+            await asyncio.get_running_loop().create_future()  # flow control: wait for the reader
+        self.written.append(message["body"])  # type: ignore[arg-type]
+
+
+async def test_caught_up_clients_are_written_directly_from_the_fan_out_loop() -> None:
+    hub = StreamHub(buffer=10, client_queue=3)
+    sub, _ = hub.subscribe("grid:A", None)
+    server = _Server()
+    sub.direct = server.send
+    hub.publish(_event("grid:A", 1))
+    hub.publish(_event("grid:A", 2))
+    assert server.written == [sse(_event("grid:A", 1)), sse(_event("grid:A", 2))]
+    assert sub.pending() == 0  # no task was needed
+
+
+async def test_a_client_the_server_cannot_write_to_at_once_is_queued_in_order() -> None:
+    hub = StreamHub(buffer=10, client_queue=3)
+    sub, _ = hub.subscribe("grid:A", None)
+    server = _Server()
+    sub.direct = server.send
+    hub.publish(_event("grid:A", 1))
+    server.full = True
+    hub.publish(_event("grid:A", 2))  # the send would wait: abandoned before writing, queued
+    assert server.written == [sse(_event("grid:A", 1))]
+    assert sub.direct is None and sub.pending() == 1
+    server.full = False
+    hub.publish(_event("grid:A", 3))  # still queued: nothing overtakes a pending frame
+    assert sub.pending() == 2 and len(server.written) == 1
+    assert await sub.next() == sse(_event("grid:A", 2)) + sse(_event("grid:A", 3))
+    # and the queue is bounded as before
+    for i in range(4, 8):
+        hub.publish(_event("grid:A", i))
+    assert sub.dropped and await sub.next() is None
+
+
+async def test_nothing_is_written_directly_while_the_clients_task_writes() -> None:
+    hub = StreamHub(buffer=10, client_queue=3)
+    sub, _ = hub.subscribe("grid:A", None)
+    server = _Server()
+    sub.direct = server.send
+    sub.writing = True
+    hub.publish(_event("grid:A", 1))
+    assert server.written == [] and sub.pending() == 1
+
+
+async def test_a_broken_connection_ends_the_stream() -> None:
+    hub = StreamHub(buffer=10, client_queue=3)
+    sub, _ = hub.subscribe("grid:A", None)
+    server = _Server()
+    server.broken = True
+    sub.direct = server.send
+    hub.publish(_event("grid:A", 1))
+    assert sub.closed and await sub.next() is None
