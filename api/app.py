@@ -6,13 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from pydantic import TypeAdapter
 
 from api import auth
 from api.directory import SiteDirectory
@@ -100,8 +103,48 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     # the dashboard: static files, no key needed to load them (every figure it shows needs one)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
+    _keep_whole_examples(app)
+
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _keep_whole_examples(app: FastAPI) -> None:
+    """FastAPI writes its OpenAPI document without None values (`exclude_none`), and that strips
+    the nulls inside the models' examples too (fastapi/fastapi#5559): an example would then show
+    `"as_of"` missing where the API sends `"as_of": null`. Put each model's examples back whole."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()  # FastAPI caches this very dict: the fix below is kept with it
+        components = document.get("components", {}).get("schemas", {})
+        for annotation in _route_annotations(app):
+            for mode in ("validation", "serialization"):
+                definitions = TypeAdapter(list[annotation]).json_schema(mode=mode).get("$defs", {})  # type: ignore[valid-type]
+                for name, schema in definitions.items():
+                    for key in (name, f"{name}-Input", f"{name}-Output"):
+                        if "examples" in schema and key in components:
+                            components[key]["examples"] = schema["examples"]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _route_annotations(app: FastAPI) -> list[Any]:
+    """The types of every documented route's responses and request body."""
+    found: list[Any] = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        if route.response_model is not None:
+            found.append(route.response_model)
+        found.extend(extra["model"] for extra in route.responses.values() if "model" in extra)
+        if route.body_field is not None:
+            found.append(route.body_field.field_info.annotation)
+    return found

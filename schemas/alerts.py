@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic.config import JsonDict, JsonValue
 
 from schemas.messages import IDENTIFIER
 
@@ -174,7 +175,54 @@ class AlertRuleCreate(BaseModel):
         return self
 
 
+# Examples: the first AlertRuleCreate example as stored (rule 1), the alert it raised at the
+# afternoon cooling peak of hz-b001, and where that alert went; validated by
+# tests/unit/test_openapi_examples.py. The fingerprint is `core.alerting.fingerprint(1, "hz-b001")`.
+_FINGERPRINT: Final = "25a2441e0b135ec3"
+_FIRING_EVENT: Final = f"{_FINGERPRINT}-1795500000000000-firing"  # core.alerting.event_id
+_MATCHERS: Final[list[JsonValue]] = [
+    {"name": "site", "value": "hz-b001", "is_regex": False, "is_equal": True}
+]
+_WEBHOOK_EXAMPLE: Final[JsonDict] = {
+    "subscription_id": 2,
+    "name": "西湖区 on-call",
+    "url": "https://alerts.example.org/wattstream",
+    "tenant": "hz-xihu",
+    "site": None,
+    "min_severity": "warning",
+    "enabled": True,
+    "created_at": "2026-11-02T03:00:00Z",
+}
+
+
 class AlertRulePublic(_Public):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rule_id": 1,
+                    "name": "main meter power over 500 kW",
+                    "kind": "threshold",
+                    "metric": "site_power_kw",
+                    "comparator": ">",
+                    "threshold": 500.0,
+                    "resolve_threshold": 450.0,
+                    "for_s": 900.0,
+                    "site": "hz-b001",
+                    "tenant": "hz-xihu",
+                    "region": None,
+                    "params": {},
+                    "severity": "warning",
+                    "labels": {},
+                    "annotations": {},
+                    "enabled": True,
+                    "created_at": "2026-11-02T03:00:00Z",
+                    "updated_at": "2026-11-02T03:00:00Z",
+                }
+            ]
+        }
+    )
+
     rule_id: int
     name: str
     kind: Kind
@@ -204,6 +252,47 @@ class Ack(_Public):
 class AlertPublic(_Public):
     """An alert now: a rule on one subject, pending or firing."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "fingerprint": _FINGERPRINT,
+                    "state": "firing",
+                    "since": "2026-11-24T06:00:00Z",
+                    "last_ts": "2026-11-24T06:20:00Z",
+                    "value": 523.6,
+                    "rule_id": 1,
+                    "subject": "hz-b001",
+                    "site": "hz-b001",
+                    "region": "CN-ZJ",
+                    "tenant": "hz-xihu",
+                    "labels": {
+                        "alertname": "main meter power over 500 kW",
+                        "rule_id": "1",
+                        "kind": "threshold",
+                        "metric": "site_power_kw",
+                        "severity": "warning",
+                        "site": "hz-b001",
+                        "region": "CN-ZJ",
+                        "tenant": "hz-xihu",
+                    },
+                    "annotations": {
+                        "summary": "hz-b001: site_power_kw 523.6 > 500",
+                        "value": "523.6",
+                        "threshold": "500",
+                        "resolve_threshold": "450",
+                    },
+                    "acknowledged": {
+                        "acked_at": "2026-11-24T06:12:00Z",
+                        "acked_by": "西湖区政务中心 energy manager",
+                        "comment": "on it: chiller 2 restarted",
+                    },
+                    "silenced": False,
+                }
+            ]
+        }
+    )
+
     fingerprint: str = Field(examples=["1848ab165523de8f"])
     state: Literal["inactive", "pending", "firing"]
     since: datetime | None = Field(description="pending since, or firing since (event time)")
@@ -221,6 +310,22 @@ class AlertPublic(_Public):
 
 
 class AlertEventPublic(_Public):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": _FIRING_EVENT,
+                    "status": "firing",
+                    "at": "2026-11-24T06:00:00Z",
+                    "starts_at": "2026-11-24T06:00:00Z",
+                    "ends_at": None,
+                    "value": 523.6,
+                    "published_at": "2026-11-24T06:00:02Z",
+                }
+            ]
+        }
+    )
+
     event_id: str
     status: Literal["firing", "resolved"]
     at: datetime
@@ -231,7 +336,9 @@ class AlertEventPublic(_Public):
 
 
 class AckCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "on it: chiller 2 restarted"}]}
+    )
 
     comment: str | None = Field(None, max_length=1000, examples=["on it: chiller 2 restarted"])
 
@@ -255,7 +362,19 @@ class Matcher(BaseModel):
 
 
 class SilenceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "matchers": _MATCHERS,
+                    "starts_at": "2026-11-25T01:00:00Z",
+                    "ends_at": "2026-11-25T05:00:00Z",
+                    "comment": "planned chiller maintenance",
+                }
+            ]
+        },
+    )
 
     matchers: list[Matcher] = Field(min_length=1, max_length=20)
     starts_at: AwareDatetime | None = Field(None, description="default now")
@@ -264,6 +383,22 @@ class SilenceCreate(BaseModel):
 
 
 class SilencePublic(_Public):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "silence_id": 3,
+                    "matchers": _MATCHERS,
+                    "starts_at": "2026-11-25T01:00:00Z",
+                    "ends_at": "2026-11-25T05:00:00Z",
+                    "tenant": "hz-xihu",
+                    "created_by": "西湖区政务中心 energy manager",
+                    "comment": "planned chiller maintenance",
+                }
+            ]
+        }
+    )
+
     silence_id: int
     matchers: list[dict[str, Any]]
     starts_at: datetime
@@ -274,7 +409,19 @@ class SilencePublic(_Public):
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "西湖区 on-call",
+                    "url": "https://alerts.example.org/wattstream",
+                    "tenant": "hz-xihu",
+                    "min_severity": "warning",
+                }
+            ]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=100, examples=["西湖区 on-call"])
     url: HttpUrl = Field(examples=["https://alerts.example.org/wattstream"])
@@ -289,6 +436,8 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookPublic(_Public):
+    model_config = ConfigDict(json_schema_extra={"examples": [_WEBHOOK_EXAMPLE]})
+
     subscription_id: int
     name: str
     url: str
@@ -300,6 +449,13 @@ class WebhookPublic(_Public):
 
 
 class WebhookCreated(WebhookPublic):
+    # its own example: the inherited one lacks the secret
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_WEBHOOK_EXAMPLE, "secret": "mT4vQ8xRk2LwN6pZc9HsYf3JdB7aGu5EoV1iXe0KtWq"}]
+        }
+    )
+
     secret: str = Field(description="shown once: sign-check deliveries with it")
 
 
@@ -312,6 +468,41 @@ class Attempt(_Public):
 
 
 class DeliveryPublic(_Public):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "delivery_id": 88,
+                    "subscription_id": 2,
+                    "event_id": _FIRING_EVENT,
+                    "fingerprint": _FINGERPRINT,
+                    "status": "delivered",
+                    "attempts": 2,
+                    "next_attempt_at": None,
+                    "last_error": None,
+                    "created_at": "2026-11-24T06:00:02Z",
+                    "finished_at": "2026-11-24T06:00:08Z",
+                    "attempt_log": [
+                        {
+                            "attempt": 1,
+                            "at": "2026-11-24T06:00:03Z",
+                            "http_status": 503,
+                            "error": "HTTP 503",
+                            "duration_ms": 212.4,
+                        },
+                        {
+                            "attempt": 2,
+                            "at": "2026-11-24T06:00:08Z",
+                            "http_status": 200,
+                            "error": None,
+                            "duration_ms": 87.9,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     delivery_id: int
     subscription_id: int
     event_id: str
@@ -328,7 +519,19 @@ class DeliveryPublic(_Public):
 class QuotasUpdate(BaseModel):
     """A site's quotas (能耗限额 / 碳排放限额); null removes one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "energy_quota_month_kwh": 120000,
+                    "energy_quota_year_kwh": 1300000,
+                    "carbon_quota_month_t": 70,
+                    "carbon_quota_year_t": 780,
+                }
+            ]
+        },
+    )
 
     energy_quota_month_kwh: float | None = Field(None, gt=0, examples=[120_000])
     energy_quota_year_kwh: float | None = Field(None, gt=0, examples=[1_300_000])

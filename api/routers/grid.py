@@ -25,6 +25,7 @@ from core.intensity import lowest_window
 from schemas.api import (
     CarbonWindow,
     GridMixPublic,
+    GridRegion,
     IntensityNow,
     IntensityPoint,
     IntensitySeries,
@@ -228,7 +229,7 @@ def _targets(targets: dict[int, float], share: float | None) -> list[TargetGap]:
 
 @router.get(
     "/regions",
-    response_model=list[dict[str, Any]],
+    response_model=list[GridRegion],
     summary="Regions with intensity, and their latest interval",
 )
 async def regions(conn: Scoped, who: GridRead) -> list[dict[str, Any]]:

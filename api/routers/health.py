@@ -9,7 +9,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import Db
 
@@ -21,10 +21,16 @@ _CHECK_TIMEOUT_S = 2.0
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"] = "ok"
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ready", "database": "ok", "kafka": "ok"}]}
+    )
+
     status: Literal["ready", "not_ready"]
     database: str
     kafka: str

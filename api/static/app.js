@@ -47,12 +47,16 @@ const I18N = {
 const SUB_ITEMS = [["照明插座", "lighting"], ["空调", "hvac"], ["动力", "motive"], ["特殊", "special"]];
 const HOUR = 3600e3;
 // live charts redraw at most this often, however fast events arrive: a chart is read by eye,
-// and every redraw costs the browser a full layout and paint of the canvas
+// and every redraw costs the browser a layout and paint of the canvas. A live redraw replaces
+// only the series' data (ECharts merges it into the chart as built); a hidden tab does not
+// redraw at all until it is shown again.
 const LIVE_REDRAW_MS = 2000;
+// the data centre's PUE is hourly: its live refresh refetches the day at most this often
+const PUE_REFRESH_MS = 15000;
 const DAY = 24 * HOUR;
 
 const state = { key: sessionStorage.getItem("wattstream.key") || "", lang: localStorage.getItem("wattstream.lang") || "zh",
-  page: null, charts: {}, streams: [], sites: [], can: {}, timers: new Set() };
+  page: null, charts: {}, streams: [], sites: [], can: {}, timers: new Set(), deferred: new Set() };
 const $ = (id) => document.getElementById(id);
 const t = (k, vars) => {
   let s = (I18N[state.lang] || I18N.zh)[k] ?? k;
@@ -116,21 +120,34 @@ function stream(path, onEvent) {
   return ctl;
 }
 
-// fn, called at most once per `ms` (the calls in between fold into one); cancelled with the page
+// fn, called at most once per `ms` (the calls in between fold into one), and not while the tab
+// is hidden (it runs once when the tab is shown); cancelled with the page
 function throttled(fn, ms) {
   let timer = null;
   return () => {
     if (timer) return;
-    timer = setTimeout(() => { state.timers.delete(timer); timer = null; fn(); }, ms);
+    timer = setTimeout(() => {
+      state.timers.delete(timer);
+      timer = null;
+      if (document.hidden) state.deferred.add(fn); else fn();
+    }, ms);
     state.timers.add(timer);
   };
 }
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) return;
+  const due = [...state.deferred];
+  state.deferred.clear();
+  for (const fn of due) fn();
+});
 
 function closeStreams() {
   for (const s of state.streams) { s.closed = true; s.abort?.abort(); }
   state.streams = [];
   for (const id of state.timers) clearTimeout(id);
   state.timers.clear();
+  state.deferred.clear();
 }
 
 function chart(id) {
@@ -226,13 +243,14 @@ async function showGrid() {
   const series = { lifecycle: new Map(), direct: new Map() };
   for (const p of life.points) series.lifecycle.set(Date.parse(p.start), p.intensity_g_per_kwh);
   for (const p of direct.points) series.direct.set(Date.parse(p.start), p.intensity_g_per_kwh);
+  const sorted = (k) => [...series[k].entries()].sort((a, b) => a[0] - b[0]);
   const drawIntensity = () => {
-    chart("c-intensity").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value", scale: true },
-      series: ["lifecycle", "direct"].map((k) => ({ name: t(k), type: "line", showSymbol: false,
-        data: [...series[k].entries()].sort((a, b) => a[0] - b[0]) })) }, true);
-    const last = [...series.lifecycle.entries()].sort((a, b) => a[0] - b[0]).pop();
+    chart("c-intensity").setOption({ series: ["lifecycle", "direct"].map((k) => ({ data: sorted(k) })) });
+    const last = sorted("lifecycle").pop();
     $("grid-now").textContent = last ? `${t("now")} ${fmt(last[1], 0)} gCO₂/kWh · ${hhmm(last[0])}` : "";
   };
+  chart("c-intensity").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value", scale: true },
+    series: ["lifecycle", "direct"].map((k) => ({ name: t(k), type: "line", showSymbol: false, data: [] })) }, true);
   drawIntensity();
   const redrawIntensity = throttled(drawIntensity, LIVE_REDRAW_MS);
   const fuels = [...new Set(mix.flatMap((m) => Object.keys(m.by_fuel_mw)))].filter((f) => mix.some((m) => m.by_fuel_mw[f] > 0));
@@ -294,8 +312,9 @@ async function showSite() {
   ]);
   // power: the 15-minute average so far today, then every live value
   const power = quarter.buckets.filter((b) => b.coverage > 0).map((b) => [Date.parse(b.start), b.kwh * 4]);
-  const drawPower = () => chart("c-power").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value", scale: true },
-    series: [{ name: t("power"), type: "line", showSymbol: false, data: power }] }, true);
+  chart("c-power").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value", scale: true },
+    series: [{ name: t("power"), type: "line", showSymbol: false, data: [] }] }, true);
+  const drawPower = () => chart("c-power").setOption({ series: [{ data: power }] });
   const live = (kw, at) => { $("site-now").textContent = `${t("now")} ${fmt(kw)} kW · ${hhmm(at)}`; };
   if (now.power_kw != null) { power.push([Date.parse(now.as_of), now.power_kw]); live(now.power_kw, Date.parse(now.as_of)); }
   drawPower();
@@ -303,9 +322,9 @@ async function showSite() {
   const byHour = (s, offset) => s.buckets.map((b) => [(Date.parse(b.start) - offset - day0) / HOUR, b.kwh]);
   chart("c-today").setOption({ ...BASE, xAxis: { type: "value", min: 0, max: 24, interval: 3 }, yAxis: { type: "value" },
     series: [{ name: t("last_week"), type: "line", showSymbol: false, lineStyle: { type: "dashed" }, data: byHour(lastWeek, -7 * DAY) },
-      { name: t("today"), type: "bar", data: byHour(today, 0) }] }, true);
+      { name: t("today"), type: "bar", barMaxWidth: 14, data: byHour(today, 0) }] }, true);
   chart("c-subitems").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value" },
-    series: subs.map((s, i) => ({ name: t(SUB_ITEMS[i][1]), type: "bar", stack: "sub",
+    series: subs.map((s, i) => ({ name: t(SUB_ITEMS[i][1]), type: "bar", stack: "sub", barMaxWidth: 14,
       data: s.buckets.map((b) => [Date.parse(b.start), b.kwh]) })) }, true);
   chart("c-emissions").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value" },
     series: [["location", "location_kg"], ["market", "market_kg"]].map(([k, col]) => ({ name: t(k), type: "line", showSymbol: emissions.buckets.length < 3,
@@ -367,7 +386,7 @@ async function showDc() {
         data: pue.buckets.map((b) => [Date.parse(b.start), b[col]]) })) }, true);
   };
   await draw();
-  stream(`/v1/stream/sites/${site}`, throttled(() => draw().catch(console.error), 5000));
+  stream(`/v1/stream/sites/${site}`, throttled(() => draw().catch(console.error), PUE_REFRESH_MS));
 }
 
 // --- alerts ---
