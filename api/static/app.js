@@ -314,7 +314,13 @@ async function showSite() {
   const power = quarter.buckets.filter((b) => b.coverage > 0).map((b) => [Date.parse(b.start), b.kwh * 4]);
   chart("c-power").setOption({ ...BASE, xAxis: timeAxis, yAxis: { type: "value", scale: true },
     series: [{ name: t("power"), type: "line", showSymbol: false, data: [] }] }, true);
-  const drawPower = () => chart("c-power").setOption({ series: [{ data: power }] });
+  // the chart and the figure above it change together, at most every LIVE_REDRAW_MS: a figure
+  // rewritten on every event costs the page a layout and a paint each time
+  const drawPower = () => {
+    chart("c-power").setOption({ series: [{ data: power }] });
+    const last = power[power.length - 1];
+    if (last) live(last[1], last[0]);
+  };
   const live = (kw, at) => { $("site-now").textContent = `${t("now")} ${fmt(kw)} kW · ${hhmm(at)}`; };
   if (now.power_kw != null) { power.push([Date.parse(now.as_of), now.power_kw]); live(now.power_kw, Date.parse(now.as_of)); }
   drawPower();
@@ -353,7 +359,6 @@ async function showSite() {
     if (e.power_kw == null || !e.as_of) return;
     power.push([Date.parse(e.as_of), e.power_kw]);
     if (power.length > 2000) power.splice(0, power.length - 2000);
-    live(e.power_kw, Date.parse(e.as_of));
     redrawPower();
   });
 }
