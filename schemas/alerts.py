@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model
 from pydantic.config import JsonDict, JsonValue
 
 from schemas.messages import IDENTIFIER
+from schemas.openapi import example
 
 __all__ = [
     "GRID_METRICS",
@@ -76,29 +77,25 @@ class RuleParams(BaseModel):
 
 
 class AlertRuleCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "main meter power over 500 kW",
-                    "kind": "threshold",
-                    "metric": "site_power_kw",
-                    "comparator": ">",
-                    "threshold": 500,
-                    "resolve_threshold": 450,
-                    "for_s": 900,
-                    "site": "hz-b001",
-                    "severity": "warning",
-                },
-                {
-                    "name": "monthly energy quota",
-                    "kind": "quota_burn",
-                    "tenant": "hz-xihu",
-                    "params": {"quota": "energy", "period": "month"},
-                },
-            ]
+    model_config = example(
+        {
+            "name": "main meter power over 500 kW",
+            "kind": "threshold",
+            "metric": "site_power_kw",
+            "comparator": ">",
+            "threshold": 500,
+            "resolve_threshold": 450,
+            "for_s": 900,
+            "site": "hz-b001",
+            "severity": "warning",
         },
+        {
+            "name": "monthly energy quota",
+            "kind": "quota_burn",
+            "tenant": "hz-xihu",
+            "params": {"quota": "energy", "period": "month"},
+        },
+        extra="forbid",
     )
 
     name: str = Field(min_length=1, max_length=200)
@@ -196,30 +193,26 @@ _WEBHOOK_EXAMPLE: Final[JsonDict] = {
 
 
 class AlertRulePublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "rule_id": 1,
-                    "name": "main meter power over 500 kW",
-                    "kind": "threshold",
-                    "metric": "site_power_kw",
-                    "comparator": ">",
-                    "threshold": 500.0,
-                    "resolve_threshold": 450.0,
-                    "for_s": 900.0,
-                    "site": "hz-b001",
-                    "tenant": "hz-xihu",
-                    "region": None,
-                    "params": {},
-                    "severity": "warning",
-                    "labels": {},
-                    "annotations": {},
-                    "enabled": True,
-                    "created_at": "2026-11-02T03:00:00Z",
-                    "updated_at": "2026-11-02T03:00:00Z",
-                }
-            ]
+    model_config = example(
+        {
+            "rule_id": 1,
+            "name": "main meter power over 500 kW",
+            "kind": "threshold",
+            "metric": "site_power_kw",
+            "comparator": ">",
+            "threshold": 500.0,
+            "resolve_threshold": 450.0,
+            "for_s": 900.0,
+            "site": "hz-b001",
+            "tenant": "hz-xihu",
+            "region": None,
+            "params": {},
+            "severity": "warning",
+            "labels": {},
+            "annotations": {},
+            "enabled": True,
+            "created_at": "2026-11-02T03:00:00Z",
+            "updated_at": "2026-11-02T03:00:00Z",
         }
     )
 
@@ -252,44 +245,40 @@ class Ack(_Public):
 class AlertPublic(_Public):
     """An alert now: a rule on one subject, pending or firing."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "fingerprint": _FINGERPRINT,
-                    "state": "firing",
-                    "since": "2026-11-24T06:00:00Z",
-                    "last_ts": "2026-11-24T06:20:00Z",
-                    "value": 523.6,
-                    "rule_id": 1,
-                    "subject": "hz-b001",
-                    "site": "hz-b001",
-                    "region": "CN-ZJ",
-                    "tenant": "hz-xihu",
-                    "labels": {
-                        "alertname": "main meter power over 500 kW",
-                        "rule_id": "1",
-                        "kind": "threshold",
-                        "metric": "site_power_kw",
-                        "severity": "warning",
-                        "site": "hz-b001",
-                        "region": "CN-ZJ",
-                        "tenant": "hz-xihu",
-                    },
-                    "annotations": {
-                        "summary": "hz-b001: site_power_kw 523.6 > 500",
-                        "value": "523.6",
-                        "threshold": "500",
-                        "resolve_threshold": "450",
-                    },
-                    "acknowledged": {
-                        "acked_at": "2026-11-24T06:12:00Z",
-                        "acked_by": "西湖区政务中心 energy manager",
-                        "comment": "on it: chiller 2 restarted",
-                    },
-                    "silenced": False,
-                }
-            ]
+    model_config = example(
+        {
+            "fingerprint": _FINGERPRINT,
+            "state": "firing",
+            "since": "2026-11-24T06:00:00Z",
+            "last_ts": "2026-11-24T06:20:00Z",
+            "value": 523.6,
+            "rule_id": 1,
+            "subject": "hz-b001",
+            "site": "hz-b001",
+            "region": "CN-ZJ",
+            "tenant": "hz-xihu",
+            "labels": {
+                "alertname": "main meter power over 500 kW",
+                "rule_id": "1",
+                "kind": "threshold",
+                "metric": "site_power_kw",
+                "severity": "warning",
+                "site": "hz-b001",
+                "region": "CN-ZJ",
+                "tenant": "hz-xihu",
+            },
+            "annotations": {
+                "summary": "hz-b001: site_power_kw 523.6 > 500",
+                "value": "523.6",
+                "threshold": "500",
+                "resolve_threshold": "450",
+            },
+            "acknowledged": {
+                "acked_at": "2026-11-24T06:12:00Z",
+                "acked_by": "西湖区政务中心 energy manager",
+                "comment": "on it: chiller 2 restarted",
+            },
+            "silenced": False,
         }
     )
 
@@ -310,19 +299,15 @@ class AlertPublic(_Public):
 
 
 class AlertEventPublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": _FIRING_EVENT,
-                    "status": "firing",
-                    "at": "2026-11-24T06:00:00Z",
-                    "starts_at": "2026-11-24T06:00:00Z",
-                    "ends_at": None,
-                    "value": 523.6,
-                    "published_at": "2026-11-24T06:00:02Z",
-                }
-            ]
+    model_config = example(
+        {
+            "event_id": _FIRING_EVENT,
+            "status": "firing",
+            "at": "2026-11-24T06:00:00Z",
+            "starts_at": "2026-11-24T06:00:00Z",
+            "ends_at": None,
+            "value": 523.6,
+            "published_at": "2026-11-24T06:00:02Z",
         }
     )
 
@@ -336,9 +321,7 @@ class AlertEventPublic(_Public):
 
 
 class AckCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"comment": "on it: chiller 2 restarted"}]}
-    )
+    model_config = example({"comment": "on it: chiller 2 restarted"}, extra="forbid")
 
     comment: str | None = Field(None, max_length=1000, examples=["on it: chiller 2 restarted"])
 
@@ -362,18 +345,14 @@ class Matcher(BaseModel):
 
 
 class SilenceCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "matchers": _MATCHERS,
-                    "starts_at": "2026-11-25T01:00:00Z",
-                    "ends_at": "2026-11-25T05:00:00Z",
-                    "comment": "planned chiller maintenance",
-                }
-            ]
+    model_config = example(
+        {
+            "matchers": _MATCHERS,
+            "starts_at": "2026-11-25T01:00:00Z",
+            "ends_at": "2026-11-25T05:00:00Z",
+            "comment": "planned chiller maintenance",
         },
+        extra="forbid",
     )
 
     matchers: list[Matcher] = Field(min_length=1, max_length=20)
@@ -383,19 +362,15 @@ class SilenceCreate(BaseModel):
 
 
 class SilencePublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "silence_id": 3,
-                    "matchers": _MATCHERS,
-                    "starts_at": "2026-11-25T01:00:00Z",
-                    "ends_at": "2026-11-25T05:00:00Z",
-                    "tenant": "hz-xihu",
-                    "created_by": "西湖区政务中心 energy manager",
-                    "comment": "planned chiller maintenance",
-                }
-            ]
+    model_config = example(
+        {
+            "silence_id": 3,
+            "matchers": _MATCHERS,
+            "starts_at": "2026-11-25T01:00:00Z",
+            "ends_at": "2026-11-25T05:00:00Z",
+            "tenant": "hz-xihu",
+            "created_by": "西湖区政务中心 energy manager",
+            "comment": "planned chiller maintenance",
         }
     )
 
@@ -409,18 +384,14 @@ class SilencePublic(_Public):
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "西湖区 on-call",
-                    "url": "https://alerts.example.org/wattstream",
-                    "tenant": "hz-xihu",
-                    "min_severity": "warning",
-                }
-            ]
+    model_config = example(
+        {
+            "name": "西湖区 on-call",
+            "url": "https://alerts.example.org/wattstream",
+            "tenant": "hz-xihu",
+            "min_severity": "warning",
         },
+        extra="forbid",
     )
 
     name: str = Field(min_length=1, max_length=100, examples=["西湖区 on-call"])
@@ -436,7 +407,7 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookPublic(_Public):
-    model_config = ConfigDict(json_schema_extra={"examples": [_WEBHOOK_EXAMPLE]})
+    model_config = example(_WEBHOOK_EXAMPLE)
 
     subscription_id: int
     name: str
@@ -450,11 +421,7 @@ class WebhookPublic(_Public):
 
 class WebhookCreated(WebhookPublic):
     # its own example: the inherited one lacks the secret
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{**_WEBHOOK_EXAMPLE, "secret": "mT4vQ8xRk2LwN6pZc9HsYf3JdB7aGu5EoV1iXe0KtWq"}]
-        }
-    )
+    model_config = example({**_WEBHOOK_EXAMPLE, "secret": "mT4vQ8xRk2LwN6pZc9HsYf3JdB7aGu5EoV1iXe0KtWq"})
 
     secret: str = Field(description="shown once: sign-check deliveries with it")
 
@@ -468,38 +435,34 @@ class Attempt(_Public):
 
 
 class DeliveryPublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "delivery_id": 88,
+            "subscription_id": 2,
+            "event_id": _FIRING_EVENT,
+            "fingerprint": _FINGERPRINT,
+            "status": "delivered",
+            "attempts": 2,
+            "next_attempt_at": None,
+            "last_error": None,
+            "created_at": "2026-11-24T06:00:02Z",
+            "finished_at": "2026-11-24T06:00:08Z",
+            "attempt_log": [
                 {
-                    "delivery_id": 88,
-                    "subscription_id": 2,
-                    "event_id": _FIRING_EVENT,
-                    "fingerprint": _FINGERPRINT,
-                    "status": "delivered",
-                    "attempts": 2,
-                    "next_attempt_at": None,
-                    "last_error": None,
-                    "created_at": "2026-11-24T06:00:02Z",
-                    "finished_at": "2026-11-24T06:00:08Z",
-                    "attempt_log": [
-                        {
-                            "attempt": 1,
-                            "at": "2026-11-24T06:00:03Z",
-                            "http_status": 503,
-                            "error": "HTTP 503",
-                            "duration_ms": 212.4,
-                        },
-                        {
-                            "attempt": 2,
-                            "at": "2026-11-24T06:00:08Z",
-                            "http_status": 200,
-                            "error": None,
-                            "duration_ms": 87.9,
-                        },
-                    ],
-                }
-            ]
+                    "attempt": 1,
+                    "at": "2026-11-24T06:00:03Z",
+                    "http_status": 503,
+                    "error": "HTTP 503",
+                    "duration_ms": 212.4,
+                },
+                {
+                    "attempt": 2,
+                    "at": "2026-11-24T06:00:08Z",
+                    "http_status": 200,
+                    "error": None,
+                    "duration_ms": 87.9,
+                },
+            ],
         }
     )
 
@@ -519,18 +482,14 @@ class DeliveryPublic(_Public):
 class QuotasUpdate(BaseModel):
     """A site's quotas (能耗限额 / 碳排放限额); null removes one."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "energy_quota_month_kwh": 120000,
-                    "energy_quota_year_kwh": 1300000,
-                    "carbon_quota_month_t": 70,
-                    "carbon_quota_year_t": 780,
-                }
-            ]
+    model_config = example(
+        {
+            "energy_quota_month_kwh": 120000,
+            "energy_quota_year_kwh": 1300000,
+            "carbon_quota_month_t": 70,
+            "carbon_quota_year_t": 780,
         },
+        extra="forbid",
     )
 
     energy_quota_month_kwh: float | None = Field(None, gt=0, examples=[120_000])

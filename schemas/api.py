@@ -8,6 +8,8 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
 
+from schemas.openapi import example
+
 __all__ = [
     "BalanceBucket",
     "CarbonWindow",
@@ -69,7 +71,7 @@ _SITE_EXAMPLE: Final[JsonDict] = {
 
 
 class SitePublic(_Public):
-    model_config = ConfigDict(json_schema_extra={"examples": [_SITE_EXAMPLE]})
+    model_config = example(_SITE_EXAMPLE)
 
     site_id: str = Field(examples=["hz-b001"])
     name: str | None = Field(None, examples=["西湖区政务中心"])
@@ -87,21 +89,17 @@ class SitePublic(_Public):
 
 
 class MeterPublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "site_id": "hz-b001",
-                    "meter": "sub-hvac",
-                    "role": "sub_item",
-                    "sub_item": "空调",
-                    "multiplier": 1.0,
-                    "rollover_kwh": 1000000.0,
-                    "max_power_kw": 400.0,
-                    "auto_registered": False,
-                    "last_reading_at": "2026-11-24T02:15:00Z",
-                }
-            ]
+    model_config = example(
+        {
+            "site_id": "hz-b001",
+            "meter": "sub-hvac",
+            "role": "sub_item",
+            "sub_item": "空调",
+            "multiplier": 1.0,
+            "rollover_kwh": 1000000.0,
+            "max_power_kw": 400.0,
+            "auto_registered": False,
+            "last_reading_at": "2026-11-24T02:15:00Z",
         }
     )
 
@@ -117,12 +115,8 @@ class MeterPublic(_Public):
 
 
 class ReadingPublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"ts": "2026-11-24T02:15:00Z", "energy_kwh": 1234567.8, "power_kw": 312.4, "quality": "ok"}
-            ]
-        }
+    model_config = example(
+        {"ts": "2026-11-24T02:15:00Z", "energy_kwh": 1234567.8, "power_kw": 312.4, "quality": "ok"}
     )
 
     ts: datetime = Field(description="UTC, RFC 3339", examples=["2026-11-24T02:15:00Z"])
@@ -175,42 +169,38 @@ class EnergyBucket(_Public):
 
 
 class EnergySeries(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "site": "hz-b001",
+            "meter": None,
+            "sub_item": None,
+            "resolution": "hour",
+            "timezone": "Asia/Shanghai",
+            "total_kwh": 825.3,
+            "coverage": 0.9,
+            "buckets": [
                 {
-                    "site": "hz-b001",
-                    "meter": None,
-                    "sub_item": None,
-                    "resolution": "hour",
-                    "timezone": "Asia/Shanghai",
-                    "total_kwh": 825.3,
-                    "coverage": 0.9,
-                    "buckets": [
-                        {
-                            "start": "2026-11-24T01:00:00Z",
-                            "end": "2026-11-24T02:00:00Z",
-                            "kwh": 298.4,
-                            "coverage": 1.0,
-                            "quality": "measured",
-                        },
-                        {
-                            "start": "2026-11-24T02:00:00Z",
-                            "end": "2026-11-24T03:00:00Z",
-                            "kwh": 312.6,
-                            "coverage": 1.0,
-                            "quality": "measured",
-                        },
-                        {
-                            "start": "2026-11-24T03:00:00Z",
-                            "end": "2026-11-24T04:00:00Z",
-                            "kwh": 214.3,
-                            "coverage": 0.7,
-                            "quality": "partial",
-                        },
-                    ],
-                }
-            ]
+                    "start": "2026-11-24T01:00:00Z",
+                    "end": "2026-11-24T02:00:00Z",
+                    "kwh": 298.4,
+                    "coverage": 1.0,
+                    "quality": "measured",
+                },
+                {
+                    "start": "2026-11-24T02:00:00Z",
+                    "end": "2026-11-24T03:00:00Z",
+                    "kwh": 312.6,
+                    "coverage": 1.0,
+                    "quality": "measured",
+                },
+                {
+                    "start": "2026-11-24T03:00:00Z",
+                    "end": "2026-11-24T04:00:00Z",
+                    "kwh": 214.3,
+                    "coverage": 0.7,
+                    "quality": "partial",
+                },
+            ],
         }
     )
 
@@ -225,19 +215,15 @@ class EnergySeries(_Public):
 
 
 class SiteNow(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "site": "hz-b001",
-                    "power_kw": 312.4,
-                    "as_of": "2026-11-24T02:15:00Z",
-                    "meters_reporting": 1,
-                    "today_kwh": 2463.8,
-                    "today_start": "2026-11-23T16:00:00Z",
-                    "today_coverage": 1.0,
-                }
-            ]
+    model_config = example(
+        {
+            "site": "hz-b001",
+            "power_kw": 312.4,
+            "as_of": "2026-11-24T02:15:00Z",
+            "meters_reporting": 1,
+            "today_kwh": 2463.8,
+            "today_start": "2026-11-23T16:00:00Z",
+            "today_coverage": 1.0,
         }
     )
 
@@ -265,36 +251,32 @@ class BalanceBucket(_Public):
 
 
 class SiteBalance(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "site": "hz-b001",
+            "resolution": "hour",
+            "timezone": "Asia/Shanghai",
+            "tolerance": 0.05,
+            "buckets": [
                 {
-                    "site": "hz-b001",
-                    "resolution": "hour",
-                    "timezone": "Asia/Shanghai",
-                    "tolerance": 0.05,
-                    "buckets": [
-                        {
-                            "start": "2026-11-24T01:00:00Z",
-                            "end": "2026-11-24T02:00:00Z",
-                            "main_kwh": 298.4,
-                            "sub_items_kwh": {"照明插座": 62.1, "空调": 141.7, "动力": 71.3, "特殊": 9.8},
-                            "unmetered_kwh": 13.5,
-                            "unmetered_share": 0.0452,
-                            "flagged": False,
-                        },
-                        {
-                            "start": "2026-11-24T02:00:00Z",
-                            "end": "2026-11-24T03:00:00Z",
-                            "main_kwh": 312.6,
-                            "sub_items_kwh": {"照明插座": 64.0, "空调": 150.2, "动力": 63.5, "特殊": 9.9},
-                            "unmetered_kwh": 25.0,
-                            "unmetered_share": 0.08,
-                            "flagged": True,
-                        },
-                    ],
-                }
-            ]
+                    "start": "2026-11-24T01:00:00Z",
+                    "end": "2026-11-24T02:00:00Z",
+                    "main_kwh": 298.4,
+                    "sub_items_kwh": {"照明插座": 62.1, "空调": 141.7, "动力": 71.3, "特殊": 9.8},
+                    "unmetered_kwh": 13.5,
+                    "unmetered_share": 0.0452,
+                    "flagged": False,
+                },
+                {
+                    "start": "2026-11-24T02:00:00Z",
+                    "end": "2026-11-24T03:00:00Z",
+                    "main_kwh": 312.6,
+                    "sub_items_kwh": {"照明插座": 64.0, "空调": 150.2, "动力": 63.5, "特殊": 9.9},
+                    "unmetered_kwh": 25.0,
+                    "unmetered_share": 0.08,
+                    "flagged": True,
+                },
+            ],
         }
     )
 
@@ -327,9 +309,7 @@ class IntensityPoint(_Public):
 
 
 class GridRegion(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"region": "CN-ZJ", "latest": "2026-11-24T02:10:00Z"}]}
-    )
+    model_config = example({"region": "CN-ZJ", "latest": "2026-11-24T02:10:00Z"})
 
     region: str = Field(examples=["CN-ZJ"])
     latest: datetime = Field(description="start of the region's latest actual interval with intensity, UTC")
@@ -365,7 +345,7 @@ _MIX_EXAMPLE: Final[JsonDict] = {
 
 
 class GridMixPublic(_Public):
-    model_config = ConfigDict(json_schema_extra={"examples": [_MIX_EXAMPLE]})
+    model_config = example(_MIX_EXAMPLE)
 
     region: str
     start: datetime
@@ -412,20 +392,16 @@ _TARGETS_EXAMPLE: Final[list[JsonValue]] = [
 
 
 class IntensityNow(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "region": "CN-ZJ",
-                    "as_of": "2026-11-24T02:10:00Z",
-                    "intensities": [
-                        {**_POINT_NOW, "basis": "consumption", "intensity_g_per_kwh": 523.0},
-                        {**_POINT_NOW, "basis": "production", "intensity_g_per_kwh": 573.2},
-                    ],
-                    "mix": _MIX_EXAMPLE,
-                    "targets": _TARGETS_EXAMPLE,
-                }
-            ]
+    model_config = example(
+        {
+            "region": "CN-ZJ",
+            "as_of": "2026-11-24T02:10:00Z",
+            "intensities": [
+                {**_POINT_NOW, "basis": "consumption", "intensity_g_per_kwh": 523.0},
+                {**_POINT_NOW, "basis": "production", "intensity_g_per_kwh": 573.2},
+            ],
+            "mix": _MIX_EXAMPLE,
+            "targets": _TARGETS_EXAMPLE,
         }
     )
 
@@ -439,44 +415,40 @@ class IntensityNow(_Public):
 
 
 class IntensitySeries(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "region": "CN-ZJ",
+            "factor_set": "ipcc2014-lifecycle",
+            "basis": "consumption",
+            "kind": "actual",
+            "resolution": "hour",
+            "as_of": None,
+            "points": [
                 {
-                    "region": "CN-ZJ",
-                    "factor_set": "ipcc2014-lifecycle",
+                    **_POINT_NOW,
+                    "start": "2026-11-24T00:00:00Z",
+                    "end": "2026-11-24T01:00:00Z",
                     "basis": "consumption",
-                    "kind": "actual",
-                    "resolution": "hour",
-                    "as_of": None,
-                    "points": [
-                        {
-                            **_POINT_NOW,
-                            "start": "2026-11-24T00:00:00Z",
-                            "end": "2026-11-24T01:00:00Z",
-                            "basis": "consumption",
-                            "intensity_g_per_kwh": 536.7,
-                            "generation_mw": 49800.0,
-                            "fossil_share": 0.7177,
-                            "renewable_share": 0.0996,
-                            "nonfossil_share": 0.2823,
-                            "recorded_at": "2026-11-24T01:00:03Z",
-                        },
-                        {
-                            **_POINT_NOW,
-                            "start": "2026-11-24T01:00:00Z",
-                            "end": "2026-11-24T02:00:00Z",
-                            "basis": "consumption",
-                            "intensity_g_per_kwh": 527.4,
-                            "generation_mw": 50600.0,
-                            "fossil_share": 0.7145,
-                            "renewable_share": 0.1052,
-                            "nonfossil_share": 0.2855,
-                            "recorded_at": "2026-11-24T02:00:03Z",
-                        },
-                    ],
-                }
-            ]
+                    "intensity_g_per_kwh": 536.7,
+                    "generation_mw": 49800.0,
+                    "fossil_share": 0.7177,
+                    "renewable_share": 0.0996,
+                    "nonfossil_share": 0.2823,
+                    "recorded_at": "2026-11-24T01:00:03Z",
+                },
+                {
+                    **_POINT_NOW,
+                    "start": "2026-11-24T01:00:00Z",
+                    "end": "2026-11-24T02:00:00Z",
+                    "basis": "consumption",
+                    "intensity_g_per_kwh": 527.4,
+                    "generation_mw": 50600.0,
+                    "fossil_share": 0.7145,
+                    "renewable_share": 0.1052,
+                    "nonfossil_share": 0.2855,
+                    "recorded_at": "2026-11-24T02:00:03Z",
+                },
+            ],
         }
     )
 
@@ -499,56 +471,52 @@ class ShareBucket(_Public):
 
 
 class SharesSeries(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "region": "CN-ZJ",
+            "resolution": "day",
+            "overall": {
+                "start": "2026-11-22T16:00:00Z",
+                "end": "2026-11-24T16:00:00Z",
+                "generation_mwh": 2470300.0,
+                "fossil_share": 0.7121,
+                "renewable_share": 0.1099,
+                "nonfossil_share": 0.2879,
+            },
+            "buckets": [
                 {
-                    "region": "CN-ZJ",
-                    "resolution": "day",
-                    "overall": {
-                        "start": "2026-11-22T16:00:00Z",
-                        "end": "2026-11-24T16:00:00Z",
-                        "generation_mwh": 2470300.0,
-                        "fossil_share": 0.7121,
-                        "renewable_share": 0.1099,
-                        "nonfossil_share": 0.2879,
-                    },
-                    "buckets": [
-                        {
-                            "start": "2026-11-22T16:00:00Z",
-                            "end": "2026-11-23T16:00:00Z",
-                            "generation_mwh": 1228800.0,
-                            "fossil_share": 0.7231,
-                            "renewable_share": 0.0994,
-                            "nonfossil_share": 0.2769,
-                        },
-                        {
-                            "start": "2026-11-23T16:00:00Z",
-                            "end": "2026-11-24T16:00:00Z",
-                            "generation_mwh": 1241500.0,
-                            "fossil_share": 0.7012,
-                            "renewable_share": 0.1203,
-                            "nonfossil_share": 0.2988,
-                        },
-                    ],
-                    "targets": [
-                        {
-                            "year": 2025,
-                            "target_share": 0.24,
-                            "nonfossil_share": 0.2879,
-                            "gap": -0.0479,
-                            "met": True,
-                        },
-                        {
-                            "year": 2030,
-                            "target_share": 0.3,
-                            "nonfossil_share": 0.2879,
-                            "gap": 0.0121,
-                            "met": False,
-                        },
-                    ],
-                }
-            ]
+                    "start": "2026-11-22T16:00:00Z",
+                    "end": "2026-11-23T16:00:00Z",
+                    "generation_mwh": 1228800.0,
+                    "fossil_share": 0.7231,
+                    "renewable_share": 0.0994,
+                    "nonfossil_share": 0.2769,
+                },
+                {
+                    "start": "2026-11-23T16:00:00Z",
+                    "end": "2026-11-24T16:00:00Z",
+                    "generation_mwh": 1241500.0,
+                    "fossil_share": 0.7012,
+                    "renewable_share": 0.1203,
+                    "nonfossil_share": 0.2988,
+                },
+            ],
+            "targets": [
+                {
+                    "year": 2025,
+                    "target_share": 0.24,
+                    "nonfossil_share": 0.2879,
+                    "gap": -0.0479,
+                    "met": True,
+                },
+                {
+                    "year": 2030,
+                    "target_share": 0.3,
+                    "nonfossil_share": 0.2879,
+                    "gap": 0.0121,
+                    "met": False,
+                },
+            ],
         }
     )
 
@@ -562,23 +530,19 @@ class SharesSeries(_Public):
 
 
 class CarbonWindow(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "region": "CN-ZJ",
-                    "start": "2026-11-24T04:00:00Z",
-                    "end": "2026-11-24T06:00:00Z",
-                    "duration_minutes": 120,
-                    "mean_intensity_g_per_kwh": 498.6,
-                    "horizon_mean_g_per_kwh": 541.3,
-                    "saving_share": 0.0789,
-                    "source": "history",
-                    "shifted_days": 1,
-                    "factor_set": "ipcc2014-lifecycle",
-                    "basis": "consumption",
-                }
-            ]
+    model_config = example(
+        {
+            "region": "CN-ZJ",
+            "start": "2026-11-24T04:00:00Z",
+            "end": "2026-11-24T06:00:00Z",
+            "duration_minutes": 120,
+            "mean_intensity_g_per_kwh": 498.6,
+            "horizon_mean_g_per_kwh": 541.3,
+            "saving_share": 0.0789,
+            "source": "history",
+            "shifted_days": 1,
+            "factor_set": "ipcc2014-lifecycle",
+            "basis": "consumption",
         }
     )
 
@@ -611,50 +575,46 @@ class EmissionBucket(_Public):
 
 
 class SiteEmissions(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "site": "hz-b001",
+            "region": "CN-ZJ",
+            "resolution": "hour",
+            "timezone": "Asia/Shanghai",
+            "as_of": None,
+            "total_kwh": 611.0,
+            "location_tco2e": 0.3194,
+            "market_tco2e": 0.11291,
+            "certificates_mwh": 0.4167,
+            "residual_factor_g_per_kwh": 581.0,
+            "factor_sets": ["ipcc2014-lifecycle"],
+            "quality": {"measured": 8},
+            "buckets": [
                 {
-                    "site": "hz-b001",
-                    "region": "CN-ZJ",
-                    "resolution": "hour",
-                    "timezone": "Asia/Shanghai",
-                    "as_of": None,
-                    "total_kwh": 611.0,
-                    "location_tco2e": 0.3194,
-                    "market_tco2e": 0.11291,
-                    "certificates_mwh": 0.4167,
-                    "residual_factor_g_per_kwh": 581.0,
+                    "start": "2026-11-24T01:00:00Z",
+                    "end": "2026-11-24T02:00:00Z",
+                    "kwh": 298.4,
+                    "location_kg": 158.63,
+                    "market_kg": 55.14,
+                    "intensity_g_per_kwh": 531.6,
+                    "quality": "measured",
                     "factor_sets": ["ipcc2014-lifecycle"],
-                    "quality": {"measured": 8},
-                    "buckets": [
-                        {
-                            "start": "2026-11-24T01:00:00Z",
-                            "end": "2026-11-24T02:00:00Z",
-                            "kwh": 298.4,
-                            "location_kg": 158.63,
-                            "market_kg": 55.14,
-                            "intensity_g_per_kwh": 531.6,
-                            "quality": "measured",
-                            "factor_sets": ["ipcc2014-lifecycle"],
-                            "intensity_sources": ["consumption"],
-                            "restated": False,
-                        },
-                        {
-                            "start": "2026-11-24T02:00:00Z",
-                            "end": "2026-11-24T03:00:00Z",
-                            "kwh": 312.6,
-                            "location_kg": 160.77,
-                            "market_kg": 57.77,
-                            "intensity_g_per_kwh": 514.3,
-                            "quality": "measured",
-                            "factor_sets": ["ipcc2014-lifecycle"],
-                            "intensity_sources": ["consumption"],
-                            "restated": False,
-                        },
-                    ],
-                }
-            ]
+                    "intensity_sources": ["consumption"],
+                    "restated": False,
+                },
+                {
+                    "start": "2026-11-24T02:00:00Z",
+                    "end": "2026-11-24T03:00:00Z",
+                    "kwh": 312.6,
+                    "location_kg": 160.77,
+                    "market_kg": 57.77,
+                    "intensity_g_per_kwh": 514.3,
+                    "quality": "measured",
+                    "factor_sets": ["ipcc2014-lifecycle"],
+                    "intensity_sources": ["consumption"],
+                    "restated": False,
+                },
+            ],
         }
     )
 
@@ -687,7 +647,7 @@ _CERTIFICATE_EXAMPLE: Final[JsonDict] = {
 
 
 class CertificateCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CERTIFICATE_EXAMPLE]})
+    model_config = example(_CERTIFICATE_EXAMPLE, extra="forbid")
 
     kind: Literal["green_power", "certificate"] = Field(description="绿电 contract or 绿证 certificate")
     period_start: datetime
@@ -698,9 +658,7 @@ class CertificateCreate(BaseModel):
 
 
 class CertificatePublic(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"certificate_id": 17, "site_id": "hz-b001", **_CERTIFICATE_EXAMPLE}]}
-    )
+    model_config = example({"certificate_id": 17, "site_id": "hz-b001", **_CERTIFICATE_EXAMPLE})
 
     certificate_id: int
     site_id: str
@@ -716,20 +674,16 @@ KeyRole = Literal["admin", "operator", "manager", "alerts"]
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "西湖区政务中心 energy manager",
-                    "role": "manager",
-                    "tenant": "hz-xihu",
-                    "expires_in_days": 365,
-                    "rate_per_s": 20,
-                    "burst": 100,
-                }
-            ]
+    model_config = example(
+        {
+            "name": "西湖区政务中心 energy manager",
+            "role": "manager",
+            "tenant": "hz-xihu",
+            "expires_in_days": 365,
+            "rate_per_s": 20,
+            "burst": 100,
         },
+        extra="forbid",
     )
 
     name: str = Field(min_length=1, max_length=100, examples=["西湖区政务中心 energy manager"])
@@ -757,7 +711,7 @@ _KEY_EXAMPLE: Final[JsonDict] = {
 
 
 class KeyPublic(_Public):
-    model_config = ConfigDict(json_schema_extra={"examples": [_KEY_EXAMPLE]})
+    model_config = example(_KEY_EXAMPLE)
 
     key_id: str = Field(examples=["3f9a0c1d2e4b"])
     name: str
@@ -773,14 +727,10 @@ class KeyPublic(_Public):
 
 
 class KeyCreated(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "key": {**_KEY_EXAMPLE, "last_used_at": None},
-                    "token": "ws_3f9a0c1d2e4b_Jx7qN2vKp9RfT4mWc8LsYh3DzA6uGe1BoQ5iXn0EtVr",
-                }
-            ]
+    model_config = example(
+        {
+            "key": {**_KEY_EXAMPLE, "last_used_at": None},
+            "token": "ws_3f9a0c1d2e4b_Jx7qN2vKp9RfT4mWc8LsYh3DzA6uGe1BoQ5iXn0EtVr",
         }
     )
 
@@ -789,22 +739,18 @@ class KeyCreated(_Public):
 
 
 class SiteLatest(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "site": "hz-b001",
-                    "power_kw": 312.4,
-                    "as_of": "2026-11-24T02:15:00Z",
-                    "bucket_start": "2026-11-24T02:00:00Z",
-                    "kwh": 77.9,
-                    "co2e_kg": 40.74,
-                    "intensity_g_per_kwh": 523.0,
-                    "factor_set": "ipcc2014-lifecycle",
-                    "emissions_quality": "measured",
-                    "source": "stream",
-                }
-            ]
+    model_config = example(
+        {
+            "site": "hz-b001",
+            "power_kw": 312.4,
+            "as_of": "2026-11-24T02:15:00Z",
+            "bucket_start": "2026-11-24T02:00:00Z",
+            "kwh": 77.9,
+            "co2e_kg": 40.74,
+            "intensity_g_per_kwh": 523.0,
+            "factor_set": "ipcc2014-lifecycle",
+            "emissions_quality": "measured",
+            "source": "stream",
         }
     )
 
@@ -831,34 +777,30 @@ class PueBucket(_Public):
 
 
 class PueSeries(_Public):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = example(
+        {
+            "site": "hz-dc01",
+            "resolution": "day",
+            "pue": 1.289,
+            "grade": 2,
+            "standard": "GB 40879-2021",
+            "grade_limits": {"1": 1.2, "2": 1.3, "3": 1.5},
+            "buckets": [
                 {
-                    "site": "hz-dc01",
-                    "resolution": "day",
-                    "pue": 1.289,
+                    "start": "2026-11-22T16:00:00Z",
+                    "total_kwh": 61200.0,
+                    "it_kwh": 47300.0,
+                    "pue": 1.2939,
                     "grade": 2,
-                    "standard": "GB 40879-2021",
-                    "grade_limits": {"1": 1.2, "2": 1.3, "3": 1.5},
-                    "buckets": [
-                        {
-                            "start": "2026-11-22T16:00:00Z",
-                            "total_kwh": 61200.0,
-                            "it_kwh": 47300.0,
-                            "pue": 1.2939,
-                            "grade": 2,
-                        },
-                        {
-                            "start": "2026-11-23T16:00:00Z",
-                            "total_kwh": 60100.0,
-                            "it_kwh": 46800.0,
-                            "pue": 1.2842,
-                            "grade": 2,
-                        },
-                    ],
-                }
-            ]
+                },
+                {
+                    "start": "2026-11-23T16:00:00Z",
+                    "total_kwh": 60100.0,
+                    "it_kwh": 46800.0,
+                    "pue": 1.2842,
+                    "grade": 2,
+                },
+            ],
         }
     )
 
