@@ -185,3 +185,62 @@ async def test_streams_in_scope_with_resume_and_heartbeats(pipeline: Settings, t
                 assert ids == sorted(ids) and ids[0] > tuple(map(int, last_id.split(".")))
     finally:
         worker.terminate()
+
+
+async def _open_stalled(
+    base: str, path: str, token: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """An SSE subscription with a tiny receive buffer that reads the response head, then nothing."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (url.hostname, url.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 16)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return reader, writer
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_holds_nobody_up(pipeline: Settings) -> None:
+    """Backpressure with the real server: a subscriber that stops reading is written to until its
+    socket is full, then queued up to WATTSTREAM_SSE_CLIENT_QUEUE frames, then dropped; the other
+    subscriber of the same stream receives every event meanwhile; when the stalled one reads
+    again it gets an unbroken prefix of the events and then the end of its stream."""
+    s = pipeline.model_copy(update={"sse_client_queue": 4})
+    await register(s.database_url.get_secret_value(), [SiteRecord("st-slow", region="ST-RS")], [])
+    operator = await make_key(s, "operator")
+    pad = "x" * 20_000  # large events fill the stalled client's socket after a few dozen
+    events = [(b"st-slow", msgspec.json.encode({"site": "st-slow", "n": n, "pad": pad})) for n in range(300)]
+    async with api_server(s) as base, httpx.AsyncClient(base_url=base) as client:
+        reader, writer = await _open_stalled(base, "/v1/stream/sites/st-slow", operator)
+        reading = Listener(client, "/v1/stream/sites/st-slow", operator)
+        async with _listening(reading):
+            await reading.until(lambda x: x.status == 200, 10, "the reading client's subscription")
+            await asyncio.sleep(0.5)
+            await produce(s, events, topic=s.topic_site_energy)
+            await reading.until(lambda x: len(x.events) == 300, 60, "every event at the reading client")
+            assert [e[2]["n"] for e in reading.events] == list(range(300))
+            metrics = (await client.get("/metrics")).text
+            dropped = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith('wattstream_api_sse_dropped_total{stream="site"}')
+            ]
+            assert dropped and float(dropped[0].split()[-1]) >= 1, dropped
+
+        # the stalled client reads again: what it was written, in order, then the end of the stream
+        received = b""
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while not received.endswith(b"0\r\n\r\n"):
+                received += await asyncio.wait_for(reader.read(1 << 16), 20)
+                if reader.at_eof():
+                    break
+        writer.close()
+        got = [json.loads(line[6:])["n"] for line in received.split(b"\n") if line.startswith(b"data: ")]
+        assert 0 < len(got) < 300 and got == list(range(len(got))), got[-5:]
+        assert received.endswith(b"0\r\n\r\n")  # the chunked body's end: the server ended the stream
