@@ -23,7 +23,8 @@ from api.errors import install_error_handlers
 from api.hotpath import LatestValues
 from api.metrics import RequestMetrics
 from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
-from api.streams import DerivedTopics, RawSend, StreamHub, run_derived_consumer
+from api.seriescache import SeriesCache
+from api.streams import DerivedTopics, Event, RawSend, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
 __all__ = ["create_app"]
@@ -42,7 +43,19 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             max_size=settings.db_pool_max,
         )
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")
-        hub = StreamHub(buffer=settings.sse_buffer_events, client_queue=settings.sse_client_queue)
+        series = SeriesCache(settings.api_series_cache_mb * 2**20, settings.api_series_cache_s)
+
+        def invalidate(event: Event) -> None:
+            kind, _, site = event.channel.partition(":")
+            if kind == "site":  # the readings consumer committed energy for this site
+                series.invalidate(site)
+
+        hub = StreamHub(
+            buffer=settings.sse_buffer_events,
+            client_queue=settings.sse_client_queue,
+            on_event=invalidate,
+            on_live=series.set_live,
+        )
         stop = asyncio.Event()
         kinds = {
             settings.topic_intensity: "grid",
@@ -62,6 +75,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             await directory.load()
             app.state.pool = pool
             app.state.sites = directory
+            app.state.series_cache = series
             auth.install(app, settings, pool)
             app.state.settings = settings
             app.state.kafka_probe = admin.list_topics

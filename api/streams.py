@@ -204,10 +204,14 @@ class StreamHub:
 
     buffer: int
     client_queue: int
+    on_event: Callable[[Event], None] | None = None  # sees every event first (a cache's invalidation)
+    on_live: Callable[[bool], None] | None = None  # the consumer caught up (True) or lost Kafka (False)
     _recent: dict[str, deque[Event]] = field(default_factory=dict)
     _subscribers: dict[str, set[Subscription]] = field(default_factory=dict)
 
     def publish(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
         recent = self._recent.get(event.channel)
         if recent is None:
             recent = self._recent[event.channel] = deque(maxlen=self.buffer)
@@ -345,6 +349,8 @@ async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.
         begins = await consumer.beginning_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, max(ends[tp] - topics.warm, begins[tp]))
+        if hub.on_live is not None:
+            hub.on_live(True)
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batch.items():
@@ -354,6 +360,8 @@ async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.
                         tags = tuple((k, v.decode(errors="replace")) for k, v in r.headers or ())
                         hub.publish(Event(name, tp.partition, r.offset, r.value, tags))
     finally:
+        if hub.on_live is not None:
+            hub.on_live(False)
         await consumer.stop()
 
 

@@ -8,6 +8,8 @@ that answers every request with a fixed response), so the API figures can be rea
 
 1. A meter's 30 days at 15 minutes (2,880 buckets): one client, sequential requests; HTTP
    latency at the client and the server's own time (its `Server-Timing` header): p50 / p99.
+   Twice: from the database (`Cache-Control: no-cache`), then as kept between the site's live
+   events (`api.seriescache`; the benchmark's meter gets no new readings meanwhile).
 2. `GET /v1/sites/{site}/latest` (answered from memory): `connections` concurrent clients for
    `seconds`: requests/s, p50 / p99 (the simulator is stopped from here on; the worker idles).
 3. SSE: `sse_clients` subscribers of one region's stream; one event a second published to the
@@ -54,6 +56,10 @@ class ApiBench:
     query_http_p99_ms: float
     query_server_p50_ms: float
     query_server_p99_ms: float
+    cached_http_p50_ms: float  # the same query answered from the series cache
+    cached_http_p99_ms: float
+    cached_server_p50_ms: float
+    cached_server_p99_ms: float
     query_buckets: int
     latest_rps: float
     latest_p50_ms: float
@@ -98,11 +104,32 @@ class _Conn:
         self.writer.close()
 
 
-def _request(path: str, token: str) -> bytes:
+def _request(path: str, token: str, extra: str = "") -> bytes:
     return (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        "Accept: application/json\r\n\r\n"
+        f"Accept: application/json\r\n{extra}\r\n"
     ).encode()
+
+
+async def _sequential(
+    port: int, request: bytes, n: int = 200, warm: int = 20
+) -> tuple[list[float], list[float]]:
+    """One client, `n` requests one after another (after `warm` unmeasured): HTTP and server ms."""
+    conn = await _Conn.open(port)
+    http_ms: list[float] = []
+    server_ms: list[float] = []
+    try:
+        for i in range(warm + n):
+            t = time.perf_counter()
+            status, server = await conn.get(request)
+            if status != 200:
+                raise RuntimeError(f"energy query answered {status}")
+            if i >= warm:  # the first requests warm caches and prepared statements
+                http_ms.append((time.perf_counter() - t) * 1000)
+                server_ms.append(server or float("nan"))
+    finally:
+        conn.close()
+    return http_ms, server_ms
 
 
 async def _load(port: int, request: bytes, connections: int, seconds: float) -> tuple[int, list[float], int]:
@@ -357,21 +384,11 @@ async def run(
                 _T0.isoformat().replace("+00:00", "Z"),
                 (_T0 + timedelta(days=30)).isoformat().replace("+00:00", "Z"),
             )
-            query = _request(
-                f"/v1/sites/{_SITE}/meters/main/energy?start={start}&end={end}&resolution=15min", token
-            )
-            conn = await _Conn.open(port)
-            http_ms: list[float] = []
-            server_ms: list[float] = []
-            for i in range(220):
-                t = time.perf_counter()
-                status, server = await conn.get(query)
-                if i >= 20:  # the first requests warm caches and prepared statements
-                    http_ms.append((time.perf_counter() - t) * 1000)
-                    server_ms.append(server or float("nan"))
-                if status != 200:
-                    raise RuntimeError(f"energy query answered {status}")
-            conn.close()
+            path = f"/v1/sites/{_SITE}/meters/main/energy?start={start}&end={end}&resolution=15min"
+            query = _request(path, token)
+            uncached = _request(path, token, "Cache-Control: no-cache\r\n")
+            http_ms, server_ms = await _sequential(port, uncached)
+            cached_http_ms, cached_server_ms = await _sequential(port, query)
             buckets = await _buckets(port, query)
             sim.send_signal(signal.SIGTERM)  # the rest is measured without the simulator's load
             await sim.wait()
@@ -402,6 +419,10 @@ async def run(
                 query_http_p99_ms=percentile(http_ms, 0.99),
                 query_server_p50_ms=statistics.median(server_ms),
                 query_server_p99_ms=percentile(server_ms, 0.99),
+                cached_http_p50_ms=percentile(cached_http_ms, 0.5),
+                cached_http_p99_ms=percentile(cached_http_ms, 0.99),
+                cached_server_p50_ms=statistics.median(cached_server_ms),
+                cached_server_p99_ms=percentile(cached_server_ms, 0.99),
                 query_buckets=buckets,
                 latest_rps=n / seconds,
                 latest_p50_ms=percentile(lat, 0.5),
@@ -454,9 +475,13 @@ def report(b: ApiBench) -> str:
     return "\n".join(
         [
             f"load generator ceiling (stub server): {b.generator_ceiling_rps:,.0f} req/s",
-            f"30-day 15-minute meter query ({b.query_buckets} buckets), while ingest runs: "
+            f"30-day 15-minute meter query ({b.query_buckets} buckets), while ingest runs, "
+            f"from the database (Cache-Control: no-cache): "
             f"server p50 {b.query_server_p50_ms:.2f} ms p99 {b.query_server_p99_ms:.2f} ms; "
             f"HTTP p50 {b.query_http_p50_ms:.2f} ms p99 {b.query_http_p99_ms:.2f} ms",
+            f"the same query kept between the site's events (series cache): "
+            f"server p50 {b.cached_server_p50_ms:.2f} ms p99 {b.cached_server_p99_ms:.2f} ms; "
+            f"HTTP p50 {b.cached_http_p50_ms:.2f} ms p99 {b.cached_http_p99_ms:.2f} ms",
             f"latest value: {b.latest_rps:,.0f} req/s "
             f"(p50 {b.latest_p50_ms:.2f} ms, p99 {b.latest_p99_ms:.2f} ms), "
             f"{b.latest_rps / b.generator_ceiling_rps:.2f} of the generator's ceiling",

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     api_site_refresh_s: float = Field(
         30.0, gt=0, description="how often an API process reloads its in-memory site directory"
     )
+    api_series_cache_mb: int = Field(
+        64, ge=0, description="memory for energy series answers kept between site events (0: none kept)"
+    )
+    api_series_cache_s: float = Field(
+        60.0, gt=0, description="an energy series answer is kept at most this long"
+    )
     api_rate_per_s: float = Field(50.0, gt=0, description="requests per second per key, unless the key says")
     api_rate_burst: int = Field(100, ge=1, description="requests a key may make at once before 429")
     sse_buffer_events: int = Field(

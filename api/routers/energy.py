@@ -8,6 +8,7 @@ its DST rules: a local day can be 23, 24 or 25 hours long.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from api.errors import ApiError, NotFound, error_responses
 from api.export import CSV_RESPONSE, energy_csv, wants_csv
 from api.hotpath import latest_body
 from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_or_404, visible_or_404
+from api.seriescache import Generation
 from schemas.api import BalanceBucket, EnergySeries, SiteBalance, SiteLatest, SiteNow
 from schemas.messages import IDENTIFIER
 
@@ -164,15 +166,39 @@ def _answer(request: Request, series: list[dict[str, Any]], one: bool) -> Respon
     return Response(_encoder.encode(series[0] if one else series), media_type="application/json")
 
 
+def _kept(request: Request, who: Principal, site: str, key: Hashable) -> Response | None:
+    """The series answer kept for `key` (`api.seriescache`), if the key may see the site by the
+    site directory, the client did not ask past the cache, and it is still current."""
+    if (
+        wants_csv(request)
+        or "no-cache" in request.headers.get("cache-control", "")
+        or request.app.state.sites.cached_visible(site, who) is None
+    ):
+        return None
+    body = request.app.state.series_cache.get(site, key)
+    return None if body is None else Response(body, media_type="application/json", headers={"X-Cache": "hit"})
+
+
+def _answer_and_keep(
+    request: Request, series: dict[str, Any], site: str, key: Hashable, generation: Generation
+) -> Response:
+    if wants_csv(request):
+        return energy_csv([series])
+    body = _encoder.encode(series)
+    request.app.state.series_cache.put(site, key, generation, body)
+    return Response(body, media_type="application/json", headers={"X-Cache": "miss"})
+
+
 @router.get(
     "/{site}/meters/{meter}/energy",
     response_model=EnergySeries,
     summary="A meter's interval energy (JSON, or CSV with Accept: text/csv)",
+    description="JSON answers are kept until the site's next live event (`X-Cache: hit`); send "
+    "`Cache-Control: no-cache` to have the database asked.",
     responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def meter_energy(
     request: Request,
-    conn: Scoped,
     who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
     meter: Annotated[str, Path(pattern=IDENTIFIER)],
@@ -181,20 +207,25 @@ async def meter_energy(
     resolution: Res = "hour",
 ) -> Response:
     check_range(start, end, resolution)
-    site_row = visible_or_404(await conn.fetchrow(_SITE_METER, site, meter), who, site)
-    if site_row["meter_id"] is None:
-        raise NotFound(f"meter {meter!r} not found at site {site!r}")
-    series = await _series(
-        conn,
-        site_row,
-        [site_row["meter_id"]],
-        start,
-        end,
-        resolution,
-        meter=meter,
-        bucket_s=request.app.state.settings.energy_bucket_s,
-    )
-    return _answer(request, [series], one=True)
+    key = ("meter", site, meter, start, end, resolution)
+    if (kept := _kept(request, who, site, key)) is not None:
+        return kept
+    generation = request.app.state.series_cache.generation(site)
+    async with scoped_connection(request.app.state.pool, who) as conn:
+        site_row = visible_or_404(await conn.fetchrow(_SITE_METER, site, meter), who, site)
+        if site_row["meter_id"] is None:
+            raise NotFound(f"meter {meter!r} not found at site {site!r}")
+        series = await _series(
+            conn,
+            site_row,
+            [site_row["meter_id"]],
+            start,
+            end,
+            resolution,
+            meter=meter,
+            bucket_s=request.app.state.settings.energy_bucket_s,
+        )
+    return _answer_and_keep(request, series, site, key, generation)
 
 
 @router.get(
@@ -202,11 +233,12 @@ async def meter_energy(
     response_model=EnergySeries,
     summary="A site's interval energy: its main meters (or facility meters), or one sub-item "
     "(JSON, or CSV with Accept: text/csv)",
+    description="JSON answers are kept until the site's next live event (`X-Cache: hit`); send "
+    "`Cache-Control: no-cache` to have the database asked.",
     responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def site_energy(
     request: Request,
-    conn: Scoped,
     who: SitesRead,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
     start: Start,
@@ -215,8 +247,13 @@ async def site_energy(
     sub_item: SubItem = None,
 ) -> Response:
     check_range(start, end, resolution)
-    series = await _site_series(conn, who, site, start, end, resolution, sub_item)
-    return _answer(request, [series], one=True)
+    key = ("site", site, sub_item, start, end, resolution)
+    if (kept := _kept(request, who, site, key)) is not None:
+        return kept
+    generation = request.app.state.series_cache.generation(site)
+    async with scoped_connection(request.app.state.pool, who) as conn:
+        series = await _site_series(conn, who, site, start, end, resolution, sub_item)
+    return _answer_and_keep(request, series, site, key, generation)
 
 
 async def _site_series(
