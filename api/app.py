@@ -27,7 +27,7 @@ from api.seriescache import SeriesCache
 from api.streams import DerivedTopics, Event, RawSend, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "end_streams"]
 
 _STATIC = Path(__file__).resolve().parent / "static"
 
@@ -162,3 +162,10 @@ def _route_annotations(app: FastAPI) -> list[Any]:
         if route.body_field is not None:
             found.append(route.body_field.field_info.annotation)
     return found
+
+
+def end_streams(app: FastAPI) -> None:
+    """End every live stream of this app (the server is shutting down)."""
+    hub: StreamHub | None = getattr(app.state, "hub", None)
+    if hub is not None:
+        hub.close_all()

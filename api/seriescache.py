@@ -10,9 +10,10 @@ Three guards keep a kept answer from being wrong:
 - **A generation per site.** An event bumps the site's generation, and an answer is kept only
   if the generation did not move while it was computed. A query that read the database before
   a commit and finished after that commit's event is not kept.
-- **No answers from a deaf stream.** While the stream consumer is not connected and caught up,
-  nothing is kept or answered from memory, and everything kept is dropped when it reconnects
-  (events may have been missed).
+- **No answers from a deaf stream.** The stream consumer reports about once a second whether it
+  has read everything that was in the topics a check earlier. Without a report saying so in
+  the last LIVE_FOR_S, nothing is kept or answered from memory, and everything kept is dropped
+  when it catches up again (events may have been missed).
 - **Bounded.** At most `max_bytes` of answers, least recently used first out.
 
 The scope check is not the cache's: a route answers from it only for a key the site directory
@@ -39,18 +40,29 @@ SERIES_CACHE: Final = Counter(
 
 
 class SeriesCache:
+    # what an entry costs beyond its body: the key, the entry tuple, the ordered dict's node
+    ENTRY_OVERHEAD: Final = 400
+    # the stream consumer reports that it has caught up about once a second; without a report
+    # for this long, it is taken to be deaf
+    LIVE_FOR_S: Final = 3.0
+
     def __init__(self, max_bytes: int, ttl_s: float) -> None:
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
-        self.live = False  # the stream consumer is connected and caught up
+        self._live_until = 0.0
         self._entries: OrderedDict[Hashable, tuple[float, str, Generation, bytes]] = OrderedDict()
         self._generations: dict[str, int] = {}
         self._epoch = 0  # moves when the stream reconnects: nothing read while deaf is kept
         self._bytes = 0
 
     @property
+    def live(self) -> bool:
+        """The stream consumer reported, less than LIVE_FOR_S ago, that it had caught up."""
+        return time.monotonic() < self._live_until
+
+    @property
     def usable(self) -> bool:
-        return self.live and self.max_bytes > 0
+        return self.max_bytes > 0 and self.live
 
     def generation(self, site: str) -> Generation:
         """Read it before querying; hand it to `put` with the answer."""
@@ -78,7 +90,7 @@ class SeriesCache:
             return
         self._remove(key)
         self._entries[key] = (time.monotonic() + self.ttl_s, site, generation, body)
-        self._bytes += len(body)
+        self._bytes += len(body) + self.ENTRY_OVERHEAD
         while self._bytes > self.max_bytes:
             self._remove(next(iter(self._entries)))
 
@@ -87,11 +99,12 @@ class SeriesCache:
         self._generations[site] = self._generations.get(site, 0) + 1
 
     def set_live(self, live: bool) -> None:
-        """The stream consumer caught up (True) or lost its connection (False)."""
+        """The stream consumer has caught up (True), or is behind or cannot reach Kafka (False).
+        Any change from live to deaf or back drops everything kept: events may have been missed."""
         if live != self.live:
             self._epoch += 1
             self.clear()
-        self.live = live
+        self._live_until = time.monotonic() + self.LIVE_FOR_S if live else 0.0
 
     def clear(self) -> None:
         self._entries.clear()
@@ -100,4 +113,4 @@ class SeriesCache:
     def _remove(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._bytes -= len(entry[3])
+            self._bytes -= len(entry[3]) + self.ENTRY_OVERHEAD

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -130,8 +131,8 @@ class Subscription:
             except StopIteration:  # written without waiting
                 self.idle = False
                 return True
-            except Exception:  # the connection is gone: end the stream
-                log.debug("direct SSE write failed; ending the stream", exc_info=True)
+            except (OSError, RuntimeError):  # the server refused the write: end the stream
+                log.warning("an SSE write failed; ending that stream", exc_info=True)
                 self.direct = None
                 self.close(discard=True)
                 return True
@@ -208,10 +209,17 @@ class StreamHub:
     on_live: Callable[[bool], None] | None = None  # the consumer caught up (True) or lost Kafka (False)
     _recent: dict[str, deque[Event]] = field(default_factory=dict)
     _subscribers: dict[str, set[Subscription]] = field(default_factory=dict)
+    _last: dict[tuple[str, int], int] = field(default_factory=dict)  # (channel, partition) -> offset
+    _closed: bool = False
 
     def publish(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
+        # a restarted consumer reads back `warm` records: what was already published is not again
+        seen = (event.channel, event.partition)
+        if event.offset <= self._last.get(seen, -1):
+            return
+        self._last[seen] = event.offset
         recent = self._recent.get(event.channel)
         if recent is None:
             recent = self._recent[event.channel] = deque(maxlen=self.buffer)
@@ -244,6 +252,9 @@ class StreamHub:
         """A subscription, and the buffered events after `after` (a Last-Event-ID) to send first;
         `accept`, if given, filters what this client receives."""
         sub = Subscription(channel, self.client_queue, accept)
+        if self._closed:  # shutting down: the stream ends at once
+            sub.close()
+            return sub, []
         self._subscribers.setdefault(channel, set()).add(sub)
         missed: list[Event] = []
         if after is not None:
@@ -281,7 +292,8 @@ class StreamHub:
             self.heartbeat()
 
     def close_all(self) -> None:
-        """End every stream (shutdown)."""
+        """End every stream, and any opened from now on (shutdown)."""
+        self._closed = True
         for subs in self._subscribers.values():
             for sub in subs:
                 sub.close()
@@ -349,8 +361,7 @@ async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.
         begins = await consumer.beginning_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, max(ends[tp] - topics.warm, begins[tp]))
-        if hub.on_live is not None:
-            hub.on_live(True)
+        caught_up = _CatchUp(consumer, partitions, hub)
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batch.items():
@@ -359,10 +370,39 @@ async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.
                     if name is not None and r.value is not None:
                         tags = tuple((k, v.decode(errors="replace")) for k, v in r.headers or ())
                         hub.publish(Event(name, tp.partition, r.offset, r.value, tags))
+            await caught_up.check()
     finally:
         if hub.on_live is not None:
             hub.on_live(False)
         await consumer.stop()
+
+
+class _CatchUp:
+    """Tells the hub, about once a second, whether this consumer has read everything that was in
+    the topics a check earlier. aiokafka does not raise when it loses a broker (it retries and
+    returns empty batches), so "no error" is not "live": this asks the broker for the ends and
+    compares them with what was read."""
+
+    EVERY_S: Final = 1.0
+
+    def __init__(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], hub: StreamHub) -> None:
+        self.consumer, self.partitions, self.hub = consumer, partitions, hub
+        self.ends: dict[TopicPartition, int] | None = None
+        self.due = 0.0
+
+    async def check(self) -> None:
+        if self.hub.on_live is None or time.monotonic() < self.due:
+            return
+        self.due = time.monotonic() + self.EVERY_S
+        try:
+            if self.ends is not None:
+                read = {tp: await self.consumer.position(tp) for tp in self.partitions}
+                self.hub.on_live(all(read[tp] >= end for tp, end in self.ends.items()))
+            self.ends = await asyncio.wait_for(self.consumer.end_offsets(self.partitions), self.EVERY_S)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("stream consumer cannot reach Kafka: %s", exc)
+            self.hub.on_live(False)
+            self.ends = None
 
 
 def sse(event: Event) -> bytes:

@@ -155,19 +155,31 @@ def api(log_level: LogLevel = "INFO") -> None:
     """Serve the HTTP API (and /metrics, /healthz, /readyz) with uvicorn."""
     configure_logging(log_level)
     s = _settings()  # first: it chooses where metrics live before prometheus_client is imported
+    import socket
+
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, end_streams
 
-    uvicorn.run(
-        create_app(s, metrics_registry(s.metrics_dir)),
+    application = create_app(s, metrics_registry(s.metrics_dir))
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # live streams never end by themselves: end them (each client gets a proper end of
+            # its stream) before uvicorn waits for open connections to finish
+            end_streams(application)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        application,
         host=s.api_host,
         port=s.api_port,
         log_config=None,
         access_log=False,
         proxy_headers=False,  # nothing reads the client's address; a proxy in front logs it
-        timeout_graceful_shutdown=3,  # live streams never end by themselves
+        timeout_graceful_shutdown=3,
     )
+    Server(config).run()
 
 
 @app.command()

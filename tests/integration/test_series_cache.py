@@ -58,6 +58,11 @@ async def test_series_answers_are_kept_until_the_sites_next_event(pipeline: Sett
 
             await wait_for(first_batch_in, 30, "the first readings' energy")
             first = await client.get(url, params=WINDOW, headers=a)
+
+            async def kept() -> bool:  # once the API's stream consumer has caught up (about 2 s)
+                return (await client.get(url, params=WINDOW, headers=a)).headers["x-cache"] == "hit"
+
+            await wait_for(kept, 15, "an answer kept")
             again = await client.get(url, params=WINDOW, headers=a)
             assert again.headers["x-cache"] == "hit" and again.content == first.content
             site_wide = [

@@ -56,19 +56,34 @@ def test_answers_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = _live(ttl_s=5)
     cache.put("a", "k", cache.generation("a"), b"x")
     now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 2)
+    cache.set_live(True)  # the stream keeps reporting
+    assert cache.get("a", "k") == b"x"
     monkeypatch.setattr(time, "monotonic", lambda: now + 6)
+    cache.set_live(True)
+    assert cache.live and cache.get("a", "k") is None  # live, but the answer is older than 5 s
+
+
+def test_a_stream_that_stops_reporting_is_deaf(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _live()
+    cache.put("a", "k", cache.generation("a"), b"x")
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + SeriesCache.LIVE_FOR_S + 0.1)
+    assert not cache.live and cache.get("a", "k") is None
+    cache.set_live(True)  # it reports again: what was kept may have missed events
     assert cache.get("a", "k") is None
 
 
 def test_memory_is_bounded_least_recently_used_first() -> None:
-    cache = _live(max_bytes=100)
+    entry = 25 + SeriesCache.ENTRY_OVERHEAD  # a body and what its entry costs around it
+    cache = _live(max_bytes=4 * entry)
     for k in "abcd":
         cache.put("s", k, cache.generation("s"), b"x" * 25)
     assert cache.get("s", "a") == b"x" * 25  # a is now the most recently used
-    cache.put("s", "e", cache.generation("s"), b"x" * 25)  # over 100 bytes: b goes
+    cache.put("s", "e", cache.generation("s"), b"x" * 25)  # over the limit: b goes
     assert cache.get("s", "b") is None
     assert all(cache.get("s", k) is not None for k in "acde")
-    cache.put("s", "big", cache.generation("s"), b"x" * 60)  # over a quarter of the memory: not kept
+    cache.put("s", "big", cache.generation("s"), b"x" * (entry + 1))  # over a quarter: not kept
     assert cache.get("s", "big") is None
 
 
