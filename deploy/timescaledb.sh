@@ -105,8 +105,18 @@ start() {
   if server_running; then say "already running on 127.0.0.1:$PG_PORT"; else
     mkdir -p "$ROOT/var/run/postgresql"
     chown "$(awk -F: '$1=="postgres"{print $3":"$4}' "$ROOT/etc/passwd")" "$ROOT/var/run/postgresql"
-    as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 start >/dev/null \
-      || { tail -20 "$ROOT$PGLOG" >&2; die "postgres did not start"; }
+    local tries=0
+    until as_postgres "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 start >/dev/null; do
+      # the port can still be held for a minute by connections that were closing (e.g. after a
+      # load test used thousands of ephemeral ports): that frees itself, so wait and retry
+      if (( ++tries < 12 )) && tail -5 "$ROOT$PGLOG" | grep -q "Address already in use"; then
+        say "127.0.0.1:$PG_PORT is still held; retrying in 5 s ($tries/11)"
+        sleep 5
+        continue
+      fi
+      tail -20 "$ROOT$PGLOG" >&2
+      die "postgres did not start"
+    done
     ln -sfn "$ROOT$PGLOG" "$LOG_DIR/timescaledb.log"
     say "started on 127.0.0.1:$PG_PORT (log: $LOG_DIR/timescaledb.log)"
   fi
