@@ -18,7 +18,7 @@ that answers every request with a fixed response), so the API figures can be rea
    generator's own ceiling: the same clients against a stub server (another process) that
    writes each event to every connection from one loop, with nothing behind it.
 
-    python -m loadtest.bench_api --seconds 10 --connections 16 --sse-clients 2000
+    python -m loadtest.bench_api --seconds 10 --connections 16 --sse-clients 2000 [--workers 2]
 """
 
 from __future__ import annotations
@@ -355,13 +355,13 @@ async def _prepare(s: Settings) -> None:
 
 
 async def run(
-    base: Settings, seconds: float = 10.0, connections: int = 16, sse_clients: int = 2000
+    base: Settings, seconds: float = 10.0, connections: int = 16, sse_clients: int = 2000, workers: int = 1
 ) -> ApiBench:
     async with scratch(
         base, "benchapi", ingest_metrics_port=0, api_rate_per_s=1e9, api_rate_burst=10**9
     ) as s:
         port = free_port()
-        env = settings_env(s, WATTSTREAM_API_PORT=str(port))
+        env = settings_env(s, WATTSTREAM_API_PORT=str(port), WATTSTREAM_API_WORKERS=str(workers))
         exe = [sys.executable, "-m", "wattstream"]
 
         async def spawn(*args: str) -> asyncio.subprocess.Process:
@@ -502,9 +502,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--sse-clients", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="API processes (CPU is their sum)")
     parser.add_argument("--json", action="store_true")
     a = parser.parse_args()
-    result = asyncio.run(run(Settings(), a.seconds, a.connections, a.sse_clients))
+    result = asyncio.run(run(Settings(), a.seconds, a.connections, a.sse_clients, a.workers))
     print(report(result))
     if a.json:
         print(json.dumps(asdict(result)))

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         5.0, ge=0, description="how long an API process trusts a looked-up key (revocation takes this long)"
     )
+    api_workers: int = Field(
+        1, ge=1, le=64, description="API processes sharing the port (each has its own stream consumer)"
+    )
     api_site_refresh_s: float = Field(
         30.0, gt=0, description="how often an API process reloads its in-memory site directory"
     )

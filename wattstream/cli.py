@@ -152,9 +152,18 @@ def ingest(
 
 @app.command()
 def api(log_level: LogLevel = "INFO") -> None:
-    """Serve the HTTP API (and /metrics, /healthz, /readyz) with uvicorn."""
+    """Serve the HTTP API (and /metrics, /healthz, /readyz) with uvicorn, in
+    WATTSTREAM_API_WORKERS processes sharing one listening socket."""
     configure_logging(log_level)
     s = _settings()  # first: it chooses where metrics live before prometheus_client is imported
+    if s.api_workers == 1:
+        _serve_api(s)
+    else:
+        _supervise_api_workers(s, log_level)
+
+
+def _serve_api(s: Settings, sock: Any = None) -> None:
+    """One API process: uvicorn on `sock` if given (a worker), else on its own socket."""
     import socket
 
     import uvicorn
@@ -179,7 +188,71 @@ def api(log_level: LogLevel = "INFO") -> None:
         proxy_headers=False,  # nothing reads the client's address; a proxy in front logs it
         timeout_graceful_shutdown=3,
     )
-    Server(config).run()
+    Server(config).run(sockets=[sock] if sock is not None else None)
+
+
+def _api_worker(log_level: str, sock: Any) -> None:
+    """A worker process (spawned): the settings come from the environment it inherited."""
+    configure_logging(log_level)
+    _serve_api(_settings(), sock)
+
+
+def _supervise_api_workers(s: Settings, log_level: str) -> None:
+    """Bind the socket once, run the workers on it (the kernel spreads connections among them),
+    replace a worker that dies, and stop them all on SIGTERM or SIGINT. Each worker has its own
+    stream consumer, caches and rate limits; /metrics adds up every worker's figures."""
+    import multiprocessing
+    import socket
+    import tempfile
+
+    metrics_dir = s.metrics_dir
+    if metrics_dir is None:  # the workers' metrics meet in one directory, /metrics reads them all
+        metrics_dir = Path(tempfile.mkdtemp(prefix="wattstream-api-metrics-"))
+        reset_shared_metrics(metrics_dir)
+        enable_shared_metrics(metrics_dir)
+        os.environ["WATTSTREAM_METRICS_DIR"] = str(metrics_dir)  # the spawned workers inherit it
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((s.api_host, s.api_port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    spawn = multiprocessing.get_context("spawn")
+
+    def start() -> Any:
+        proc = spawn.Process(target=_api_worker, args=(log_level, sock), name="wattstream-api")
+        proc.start()
+        return proc
+
+    workers = [start() for _ in range(s.api_workers)]
+    log.info("API on %s:%d with %d workers", s.api_host, s.api_port, len(workers))
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            for i, proc in enumerate(workers):
+                if not proc.is_alive() and not stopping:
+                    log.warning("API worker %s exited with %s; starting another", proc.pid, proc.exitcode)
+                    mark_process_dead(metrics_dir, proc.pid)
+                    workers[i] = start()
+            time.sleep(0.5)
+    finally:
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: a graceful shutdown, streams ended
+        for proc in workers:
+            proc.join(15)
+            if proc.is_alive():
+                log.warning("API worker %s did not stop in 15 s; killing it", proc.pid)
+                proc.kill()
+                proc.join(5)
+            mark_process_dead(metrics_dir, proc.pid)
+        sock.close()
 
 
 @app.command()
