@@ -189,12 +189,17 @@ def _answer_and_keep(
     return Response(body, media_type="application/json", headers={"X-Cache": "miss"})
 
 
+_KEPT_NOTE = (
+    "JSON answers are kept until the site's next live event (`X-Cache: hit`); send "
+    "`Cache-Control: no-cache` to have the database asked."
+)
+
+
 @router.get(
     "/{site}/meters/{meter}/energy",
     response_model=EnergySeries,
     summary="A meter's interval energy (JSON, or CSV with Accept: text/csv)",
-    description="JSON answers are kept until the site's next live event (`X-Cache: hit`); send "
-    "`Cache-Control: no-cache` to have the database asked.",
+    description=_KEPT_NOTE,
     responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def meter_energy(
@@ -233,8 +238,7 @@ async def meter_energy(
     response_model=EnergySeries,
     summary="A site's interval energy: its main meters (or facility meters), or one sub-item "
     "(JSON, or CSV with Accept: text/csv)",
-    description="JSON answers are kept until the site's next live event (`X-Cache: hit`); send "
-    "`Cache-Control: no-cache` to have the database asked.",
+    description=_KEPT_NOTE,
     responses={**error_responses(404, 422), **CSV_RESPONSE},
 )
 async def site_energy(
