@@ -191,6 +191,18 @@ def _serve_api(s: Settings, sock: Any = None) -> None:
     Server(config).run(sockets=[sock] if sock is not None else None)
 
 
+class _StopSignal:
+    """Set by SIGINT or SIGTERM from its creation on: a supervisor loops until it is."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, *_: object) -> None:
+        self.requested = True
+
+
 def _api_worker(log_level: str, sock: Any) -> None:
     """A worker process (spawned): the settings come from the environment it inherited."""
     configure_logging(log_level)
@@ -225,18 +237,11 @@ def _supervise_api_workers(s: Settings, log_level: str) -> None:
 
     workers = [start() for _ in range(s.api_workers)]
     log.info("API on %s:%d with %d workers", s.api_host, s.api_port, len(workers))
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = _StopSignal()
     try:
-        while not stopping:
+        while not stop.requested:
             for i, proc in enumerate(workers):
-                if not proc.is_alive() and not stopping:
+                if not proc.is_alive() and not stop.requested:
                     log.warning("API worker %s exited with %s; starting another", proc.pid, proc.exitcode)
                     mark_process_dead(metrics_dir, proc.pid)
                     workers[i] = start()
@@ -864,20 +869,13 @@ def up(
         f"metrics http://{s.api_host}:{s.api_port}/metrics and http://{s.ingest_metrics_host}:"
         f"{s.ingest_metrics_port}/metrics  ·  Ctrl-C stops"
     )
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = _StopSignal()
     try:
-        while not stopping:
+        while not stop.requested:
             for name, proc in children.items():
                 if name in ("ingest", "api") and proc.poll() is not None:
                     console.print(f"[red]{name} exited with {proc.returncode}; stopping[/red]")
-                    stopping = True
+                    stop.requested = True
             time.sleep(0.5)
     finally:
         for proc in reversed(children.values()):
