@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from fastapi.routing import iter_route_contexts
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import PERMISSIONS
@@ -91,6 +92,13 @@ class LatestValues:
         return body
 
     def _route_of(self, scope: Scope) -> object | None:
-        if self._route is None:
-            self._route = next((r for r in scope["app"].routes if getattr(r, "path", None) == _ROUTE), None)
+        if self._route is None:  # the route's own object, as routing puts it in the scope
+            self._route = next(
+                (
+                    c.original_route
+                    for c in iter_route_contexts(scope["app"].routes)
+                    if getattr(c.original_route, "path", None) == _ROUTE
+                ),
+                None,
+            )
         return self._route

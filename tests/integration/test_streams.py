@@ -157,6 +157,9 @@ async def test_streams_in_scope_with_resume_and_heartbeats(pipeline: Settings, t
                     "/v1/sites/st-a1/latest", headers={"Authorization": f"Bearer {manager}"}
                 )
                 assert latest.status_code == 200 and latest.json()["source"] == "stream"
+                # answered before routing, and measured under its route like any other answer
+                metrics = (await client.get("/metrics")).text
+                assert 'route="/v1/sites/{site}/latest",status="200"' in metrics
                 assert (
                     latest.json()["power_kw"] == 12.0 and latest.json()["factor_set"] == "ipcc2014-lifecycle"
                 )
