@@ -87,7 +87,7 @@ class EventStream(Response):
             self.hub.unsubscribe(sub)  # before the end: nothing may be written after it
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
-            pass  # the client went while we wrote
+            pass  # the client went while we wrote (ASGI 2.4 servers say so with OSError)
         finally:
             sub.close()
             gone.cancel()
