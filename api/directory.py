@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from api.auth import Principal, scoped_connection
-from api.params import visible_or_404
+from api.params import site_or_404
 
 __all__ = ["SERVICE", "SiteDirectory", "SiteInfo"]
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 SERVICE = Principal(key_id="", name="api site directory", role="operator", tenant=None, sites=frozenset())
 
 _ALL = "SELECT site_id, tenant, region, timezone FROM sites"
-_ONE = "SELECT site_id, tenant, region, timezone FROM sites WHERE site_id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +72,11 @@ class SiteDirectory:
         return info if info is not None and who.can_see(info.site_id, info.tenant) else None
 
     async def visible(self, site: str, who: Principal) -> SiteInfo:
-        """The site if `who` may see it, else the 404 of a missing site (`visible_or_404`)."""
+        """The site if `who` may see it, else the 404 of a missing site (`site_or_404`'s)."""
         info = self.cached_visible(site, who)
         if info is not None:
             return info
         async with scoped_connection(self._pool, who) as conn:
-            row = visible_or_404(await conn.fetchrow(_ONE, site), who, site)
+            row = await site_or_404(conn, site, who)
         info = self._sites[site] = _info(row)
         return info
