@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from api.streams import HEARTBEAT, Event, StreamHub, parse_event_id, sse
+from api.streams import HEARTBEAT, Event, StreamHub, Subscription, parse_event_id, sse
 
 
 def _event(channel: str, offset: int, partition: int = 0) -> Event:
@@ -113,11 +113,17 @@ class _Server:
         self.written.append(message["body"])  # type: ignore[arg-type]
 
 
-async def test_caught_up_clients_are_written_directly_from_the_fan_out_loop() -> None:
+def _direct_client() -> tuple[StreamHub, Subscription, _Server]:
+    """A hub with one subscriber of grid:A whose frames the hub may write through `server`."""
     hub = StreamHub(buffer=10, client_queue=3)
     sub, _ = hub.subscribe("grid:A", None)
     server = _Server()
     sub.direct = server.send
+    return hub, sub, server
+
+
+async def test_caught_up_clients_are_written_directly_from_the_fan_out_loop() -> None:
+    hub, sub, server = _direct_client()
     hub.publish(_event("grid:A", 1))
     hub.publish(_event("grid:A", 2))
     assert server.written == [sse(_event("grid:A", 1)), sse(_event("grid:A", 2))]
@@ -125,10 +131,7 @@ async def test_caught_up_clients_are_written_directly_from_the_fan_out_loop() ->
 
 
 async def test_a_client_the_server_cannot_write_to_at_once_is_queued_in_order() -> None:
-    hub = StreamHub(buffer=10, client_queue=3)
-    sub, _ = hub.subscribe("grid:A", None)
-    server = _Server()
-    sub.direct = server.send
+    hub, sub, server = _direct_client()
     hub.publish(_event("grid:A", 1))
     server.full = True
     hub.publish(_event("grid:A", 2))  # the send would wait: abandoned before writing, queued
@@ -145,21 +148,15 @@ async def test_a_client_the_server_cannot_write_to_at_once_is_queued_in_order() 
 
 
 async def test_nothing_is_written_directly_while_the_clients_task_writes() -> None:
-    hub = StreamHub(buffer=10, client_queue=3)
-    sub, _ = hub.subscribe("grid:A", None)
-    server = _Server()
-    sub.direct = server.send
+    hub, sub, server = _direct_client()
     sub.writing = True
     hub.publish(_event("grid:A", 1))
     assert server.written == [] and sub.pending() == 1
 
 
 async def test_a_broken_connection_ends_the_stream() -> None:
-    hub = StreamHub(buffer=10, client_queue=3)
-    sub, _ = hub.subscribe("grid:A", None)
-    server = _Server()
+    hub, sub, server = _direct_client()
     server.broken = True
-    sub.direct = server.send
     hub.publish(_event("grid:A", 1))
     assert sub.closed and await sub.next() is None
 
