@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 from api import auth
 from api.directory import SiteDirectory
-from api.errors import install_error_handlers
+from api.errors import error_responses, install_error_handlers
 from api.hotpath import LatestValues
 from api.metrics import RequestMetrics
 from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
@@ -98,6 +98,8 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
         version="0.1.0",
         summary="Live energy and carbon of buildings, data centres and grids",
         lifespan=lifespan,
+        # any route may meet a database restart (503, Retry-After) or a fault (500), in the one shape
+        responses=error_responses(500, 503),
     )
     install_error_handlers(app)
     app.include_router(health.router)

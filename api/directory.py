@@ -20,6 +20,7 @@ import asyncpg
 
 from api.auth import Principal, scoped_connection
 from api.params import site_or_404
+from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = ["SERVICE", "SiteDirectory", "SiteInfo"]
 
@@ -63,7 +64,7 @@ class SiteDirectory:
                 return
             try:
                 await self.load()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("site directory reload failed (keeping the last one): %s", exc)
 
     def cached_visible(self, site: str, who: Principal) -> SiteInfo | None:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
+from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = [
     "ApiError",
@@ -116,6 +117,24 @@ async def _unstorable_text(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_RETRY_AFTER_DB_S = 2
+
+
+async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+    # the database is restarting or unreachable: the request was fine, it is worth repeating
+    log.warning("database unavailable for %s %s: %r", request.method, request.url.path, exc)
+    return JSONResponse(
+        _body("database_unavailable", "the database is unavailable; retry shortly", None),
+        status_code=503,
+        headers={"Retry-After": str(_RETRY_AFTER_DB_S)},
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette re-raises after answering, so the server still logs the traceback
+    return JSONResponse(_body("internal_error", "internal error; it has been logged", None), status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette types every handler on Exception but dispatches by the registered class
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
@@ -123,6 +142,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
     app.add_exception_handler(asyncpg.UntranslatableCharacterError, _unstorable_text)
+    for cls in TRANSIENT_DB_ERRORS:
+        app.add_exception_handler(cls, _database_away)
+    app.add_exception_handler(Exception, _internal_error)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:

@@ -58,10 +58,11 @@ from core.alerting import (
     step,
 )
 from ingest import metrics
-from ingest.consumer import OffsetAdvance, is_transient_db_error
+from ingest.consumer import OffsetAdvance
 from ingest.errors import FencedOffsets
 from ingest.writer import ReadingRows
 from schemas.timeutil import from_epoch_us, to_epoch_us
+from wattstream.dberrors import is_transient_db_error
 
 if TYPE_CHECKING:
     from ingest.consumer import FencedConsumer

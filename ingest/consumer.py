@@ -32,13 +32,13 @@ from ingest import metrics
 from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError
 from schemas.messages import InvalidMessage
 from schemas.settings import Settings
+from wattstream.dberrors import is_transient_db_error
 
 __all__ = [
     "NO_STORED_OFFSET",
     "FencedConsumer",
     "OffsetAdvance",
     "OffsetStore",
-    "is_transient_db_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,21 +62,6 @@ _STORED_OFFSETS = """
 SELECT partition, next_offset FROM ingest_offsets
  WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])
 """
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Errors that mean "the database is away or restarting", not "this batch is wrong"."""
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.OperatorInterventionError
-        | asyncpg.SerializationError
-        | asyncpg.DeadlockDetectedError,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import Db
+from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = ["router"]
 
@@ -52,7 +53,7 @@ async def readyz(request: Request, pool: Db) -> JSONResponse:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             await pool.fetchval("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
         database = f"unreachable: {type(exc).__name__}"
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):

@@ -9,8 +9,19 @@ from collections import Counter
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
-from helpers import Stream, deploy, make_stream, read_topic, reading_stats, streaming, wait_for
+from helpers import (
+    Stream,
+    api_server,
+    deploy,
+    make_key,
+    make_stream,
+    read_topic,
+    reading_stats,
+    streaming,
+    wait_for,
+)
 
 from schemas.settings import Settings
 
@@ -87,16 +98,43 @@ async def test_sigkill_twice_mid_stream(pipeline: Settings, tmp_path: Path) -> N
 
 
 async def test_database_outage_pauses_and_resumes(pipeline: Settings, tmp_path: Path) -> None:
+    """The worker holds its batches through a database restart and loses nothing; the API
+    answers 503 with Retry-After, in the one error shape, while the database is away, and
+    recovers by itself."""
     stream = make_stream("outage", seed=13)
     log = tmp_path / "worker.log"
-    async with streaming(pipeline, stream.messages, log, seconds=15) as (worker, producing):
+    site = sorted(stream.sites)[0]
+    token = await make_key(pipeline, "operator")
+    async with (
+        api_server(pipeline) as base,
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api,
+        streaming(pipeline, stream.messages, log, seconds=15) as (worker, producing),
+    ):
         try:
             await _wait_for_rows(pipeline, stream, 1_000, 90)
+            assert (await api.get(f"/v1/sites/{site}/meters")).status_code == 200
             await deploy("timescaledb", "stop")
+            away = await api.get(f"/v1/sites/{site}/meters")
+            assert away.status_code == 503, away.text
+            assert away.headers["retry-after"] == "2"
+            assert away.json() == {
+                "error": {
+                    "code": "database_unavailable",
+                    "message": "the database is unavailable; retry shortly",
+                    "field": None,
+                }
+            }
+            assert (await api.get("/readyz")).status_code == 503
             await asyncio.sleep(20)
             assert worker.alive(), "the worker must ride out a database outage"
         finally:
             await deploy("timescaledb", "start")
+
+        async def api_back() -> bool | int:
+            status = (await api.get(f"/v1/sites/{site}/meters")).status_code
+            return status == 200 or status
+
+        await wait_for(api_back, 30, "the API to answer from the database again")
         await producing
         await _wait_until_stored(pipeline, stream, 180)
         await _assert_exact(pipeline, stream)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from ingest.errors import FencedOffsets
 from ingest.writer import CREATE_STAGE, NO_STORED_OFFSET, OffsetAdvance, ReadingRows, ReadingWriter
 from schemas.settings import Settings
+from wattstream.dberrors import is_transient_db_error
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +90,33 @@ async def test_fenced_offsets_write_nothing(settings: Settings, conn: asyncpg.Co
         await b.write(conn, _rows(meter, [1], [2]), [OffsetAdvance(5, 7, 11)])
     assert await conn.fetchval("SELECT count(*) FROM readings WHERE meter_id = $1", meter) == 1
     assert await b.stored_offsets(conn, [5]) == {5: 10}
+
+
+async def test_a_connection_the_server_ended_is_a_transient_error(settings: Settings) -> None:
+    """A database restart ends every connection, idle ones in a pool too. Whatever asyncpg raises
+    on such a connection's next use (the closed connection, or its "cannot switch to state"
+    internal error when it has read the server's FATAL but not the closed socket) must count as
+    "the database is away", so ingest holds its batch instead of crashing."""
+    url = settings.migrate_database_url.get_secret_value()
+    admin = await asyncpg.connect(url)
+    seen: set[str] = set()
+    try:
+        for attempt in range(400):
+            conn = await asyncpg.connect(url)
+            try:
+                pid = await conn.fetchval("SELECT pg_backend_pid()")
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+                await asyncio.sleep((0, 0.0005, 0.001)[attempt % 3])
+                async with conn.transaction():
+                    await conn.execute("SELECT 1")
+            except Exception as exc:
+                if not is_transient_db_error(exc):
+                    raise
+                seen.add(type(exc).__name__)
+            finally:
+                conn.terminate()
+            if "InternalClientError" in seen and len(seen) > 1:
+                break
+    finally:
+        await admin.close()
+    assert "InternalClientError" in seen, seen
