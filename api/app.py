@@ -41,6 +41,8 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             settings.api_database_url.get_secret_value(),
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
+            connection_class=auth.ScopedConnection,
+            reset=auth.keep_session,
         )
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")
         series = SeriesCache(settings.api_series_cache_mb * 2**20, settings.api_series_cache_s)

@@ -14,6 +14,7 @@ import pytest
 from helpers import api_server, make_key
 
 from api.app import create_app
+from api.auth import Principal, ScopedConnection, keep_session, scoped_connection
 from ingest.registry import MeterRecord, SiteRecord, register
 from schemas.settings import Settings
 
@@ -278,6 +279,56 @@ async def test_the_database_is_a_second_wall(pipeline: Settings) -> None:
                 await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def test_a_pooled_connection_carries_each_request_s_own_scope(pipeline: Settings) -> None:
+    """The API pool keeps a connection's scope between requests (no RESET on release) and sets it
+    again only when the next key's scope differs: one connection serving tenant A, tenant B,
+    a listed site and an operator in turn sees exactly each one's sites."""
+    await _setup_sites_only(pipeline)
+    scope_sets = 0
+
+    class Counting(ScopedConnection):
+        async def execute(self, query: str, *args: object, **kwargs: Any) -> str:
+            nonlocal scope_sets
+            scope_sets += "wattstream.scope_all" in query
+            return await super().execute(query, *args, **kwargs)
+
+    pool = await asyncpg.create_pool(
+        pipeline.api_database_url.get_secret_value(),
+        min_size=1,
+        max_size=1,
+        connection_class=Counting,
+        reset=keep_session,
+    )
+
+    def who(role: str, tenant: str | None = None, sites: frozenset[str] = frozenset()) -> Principal:
+        return Principal(key_id="k", name="t", role=role, tenant=tenant, sites=sites)  # type: ignore[arg-type]
+
+    tenant_a, tenant_b = who("manager", "tenant-a"), who("manager", "tenant-b")
+    site_b, operator = who("manager", sites=frozenset({B})), who("operator")
+    visible = "SELECT site_id FROM sites WHERE site_id = ANY($1) ORDER BY 1"
+    try:
+        for principal, expected in [
+            (tenant_a, [A]),
+            (tenant_a, [A]),  # the same scope again: nothing to set
+            (tenant_b, [B]),
+            (site_b, [B]),
+            (tenant_a, [A]),
+            (operator, [A, B]),
+            (tenant_b, [B]),
+        ]:
+            async with scoped_connection(pool, principal) as conn:
+                assert [r[0] for r in await conn.fetch(visible, [A, B])] == expected, principal
+        # a transaction that fails and rolls back leaves the session's scope as it was
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with scoped_connection(pool, tenant_a) as conn, conn.transaction():
+                await conn.execute("SELECT 1 / 0")
+        async with scoped_connection(pool, tenant_a) as conn:
+            assert [r[0] for r in await conn.fetch(visible, [A, B])] == [A]
+        assert scope_sets == 7  # of 9 requests: each second one of a same-scope pair set nothing
+    finally:
+        await pool.close()
 
 
 async def _setup_sites_only(s: Settings) -> None:
