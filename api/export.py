@@ -48,8 +48,8 @@ def energy_csv(series: Sequence[Mapping[str, Any]]) -> Response:
             s["site"],
             s["meter"],
             s["sub_item"],
-            b.start.isoformat(),
-            b.end.isoformat(),
+            b.start,  # already RFC 3339 text, as in the JSON answer
+            b.end,
             b.kwh,
             b.coverage,
             b.quality,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
+import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.auth import Principal, Scoped, SitesRead, scoped_connection
@@ -24,90 +25,168 @@ from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_
 from api.seriescache import Generation
 from schemas.api import BalanceBucket, EnergySeries, SiteBalance, SiteLatest, SiteNow
 from schemas.messages import IDENTIFIER
+from schemas.timeutil import utc_text
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sites", tags=["energy"])
 sites_router = APIRouter()  # routes over several sites
 
-_QUALITY = {0: "measured", 1: "partial", 2: "estimated"}
 
-# the site and one of its meters in one round trip (row-level security applies to both)
-_SITE_METER = """
-SELECT s.site_id, s.timezone, s.balance_tolerance, s.region, s.tenant, m.meter_id
-  FROM sites s LEFT JOIN meters m ON m.site_id = s.site_id AND m.meter = $2
- WHERE s.site_id = $1
-"""
 _SITE_METERS = """
 SELECT meter_id FROM meters
  WHERE site_id = $1
    AND (($2::text IS NULL AND role = wattstream_total_role($1))
         OR ($2::text IS NOT NULL AND role = 'sub_item' AND sub_item = $2))
 """
-# $1 meters, $2 start, $3 end, $4 bucket interval, $5 time zone. energy_interval buckets divide an
-# hour, so any local hour, day or month is an exact union of them. A series comes back as one row
-# of arrays: a month of quarter hours is 2,880 buckets, and one row of arrays costs the wire and
-# the driver a fraction of what 2,880 rows do.
+# A series comes back as one row of arrays: a month of quarter hours is 2,880 buckets, and one
+# row of arrays costs the wire and the driver a fraction of what 2,880 rows do. Bucket bounds
+# come as epoch seconds (buckets divide an hour, so they are whole seconds): decoding 2,880
+# timestamps cost the driver more than the query itself. energy_interval buckets divide an
+# hour, so any local hour, day or month is an exact union of them.
+#
+# Each query is written once with the places its meters, window, step and time zone come from:
+# on their own ($1 meters, $2 start, $3 end, $4 step, $5 zone), or joined to the site's row in
+# the meter route's single round trip (`_ONE_METER`).
+#
 # 15-minute buckets need no time zone arithmetic: every zone's UTC offset is a whole number of
 # quarter hours (+05:45 and +12:45 included), so UTC quarters are local quarters.
 _QUARTERS = """
-WITH b AS (
-    SELECT time_bucket('15 minutes', e.bucket_start) AS start,
-           sum(e.kwh) AS kwh, sum(e.coverage_s) AS coverage_s, max(e.quality) AS worst
-      FROM energy_interval e
-     WHERE e.meter_id = ANY($1::bigint[]) AND e.bucket_start >= $2 AND e.bucket_start < $3
-     GROUP BY 1
-)
-SELECT array_agg(start ORDER BY start) AS starts, NULL::timestamptz[] AS ends,
+SELECT array_agg(extract(epoch FROM start)::int8 ORDER BY start) AS starts, NULL::int8[] AS ends,
        array_agg(kwh ORDER BY start) AS kwh, array_agg(coverage_s ORDER BY start) AS coverage_s,
        array_agg(worst ORDER BY start) AS worst
-  FROM b
+  FROM (SELECT time_bucket('15 minutes', e.bucket_start) AS start,
+               sum(e.kwh) AS kwh, sum(e.coverage_s) AS coverage_s, max(e.quality) AS worst
+          FROM energy_interval e
+         WHERE e.meter_id = ANY({meters}) AND e.bucket_start >= {start} AND e.bucket_start < {end}
+         GROUP BY 1) b
 """
-# one meter whose stored buckets are quarter hours (WATTSTREAM_ENERGY_BUCKET_S = 900, the default):
-# its rows are the series, with nothing to group
+# one meter whose stored buckets are quarter hours (WATTSTREAM_ENERGY_BUCKET_S = 900, the
+# default): its rows are the series, with nothing to group, read from the index alone
+# (migration 007)
 _QUARTER_ROWS = """
-SELECT array_agg(bucket_start ORDER BY bucket_start) AS starts, NULL::timestamptz[] AS ends,
-       array_agg(kwh ORDER BY bucket_start) AS kwh, array_agg(coverage_s ORDER BY bucket_start) AS coverage_s,
+SELECT array_agg(extract(epoch FROM bucket_start)::int8 ORDER BY bucket_start) AS starts,
+       NULL::int8[] AS ends, array_agg(kwh ORDER BY bucket_start) AS kwh,
+       array_agg(coverage_s ORDER BY bucket_start) AS coverage_s,
        array_agg(quality ORDER BY bucket_start) AS worst
   FROM energy_interval
- WHERE meter_id = ($1::bigint[])[1] AND bucket_start >= $2 AND bucket_start < $3
+ WHERE meter_id = ANY({meters}) AND bucket_start >= {start} AND bucket_start < {end}
 """
 _SERIES = """
-WITH b AS (
-    SELECT time_bucket($4::text::interval, e.bucket_start, $5::text) AS start,
-           sum(e.kwh) AS kwh, sum(e.coverage_s) AS coverage_s, max(e.quality) AS worst
-      FROM energy_interval e
-     WHERE e.meter_id = ANY($1::bigint[]) AND e.bucket_start >= $2 AND e.bucket_start < $3
-     GROUP BY 1
-)
-SELECT array_agg(start ORDER BY start) AS starts,
-       array_agg(((start AT TIME ZONE $5) + $4::text::interval) AT TIME ZONE $5 ORDER BY start) AS ends,
+SELECT array_agg(extract(epoch FROM start)::int8 ORDER BY start) AS starts,
+       array_agg(extract(epoch FROM ((start AT TIME ZONE {zone}) + {step}) AT TIME ZONE {zone})::int8
+                 ORDER BY start) AS ends,
        array_agg(kwh ORDER BY start) AS kwh, array_agg(coverage_s ORDER BY start) AS coverage_s,
        array_agg(worst ORDER BY start) AS worst
-  FROM b
+  FROM (SELECT time_bucket({step}, e.bucket_start, {zone}) AS start,
+               sum(e.kwh) AS kwh, sum(e.coverage_s) AS coverage_s, max(e.quality) AS worst
+          FROM energy_interval e
+         WHERE e.meter_id = ANY({meters}) AND e.bucket_start >= {start} AND e.bucket_start < {end}
+         GROUP BY 1) b
 """
-_QUARTER = timedelta(minutes=15)
+_ALONE = {
+    "meters": "$1::bigint[]",
+    "start": "$2",
+    "end": "$3",
+    "step": "$4::text::interval",
+    "zone": "$5::text",
+}
+# the site, one of its meters and its series in one round trip; row-level security hides the
+# site (and so everything) from a key that may not see it
+_ONE_METER = """
+SELECT s.site_id, s.tenant, s.timezone, m.meter_id, q.starts, q.ends, q.kwh, q.coverage_s, q.worst
+  FROM sites s
+  LEFT JOIN meters m ON m.site_id = s.site_id AND m.meter = $2
+  LEFT JOIN LATERAL ({series}) q ON true
+ WHERE s.site_id = $1
+"""
+_JOINED = {
+    "meters": "ARRAY[m.meter_id]",
+    "start": "$3",
+    "end": "$4",
+    "step": "$5::text::interval",
+    "zone": "s.timezone",
+}
+
+
+def _queries(joined: bool) -> dict[str, str]:
+    """The series query of each shape, on its own or joined to the site and meter."""
+    shapes = {"quarter_rows": _QUARTER_ROWS, "quarters": _QUARTERS, "series": _SERIES}
+    if not joined:
+        return {k: q.format(**_ALONE) for k, q in shapes.items()}
+    return {k: _ONE_METER.format(series=q.format(**_JOINED)) for k, q in shapes.items()}
+
+
+_OF_METERS, _OF_ONE_METER = _queries(joined=False), _queries(joined=True)
+
+
+def _shape_of(resolution: Resolution, meters: int, bucket_s: int | None) -> str:
+    if resolution != "15min":
+        return "series"
+    return "quarter_rows" if meters == 1 and bucket_s == 900 else "quarters"
 
 
 class _Bucket(msgspec.Struct):
-    """An `EnergyBucket` as the encoder writes it (a struct costs a fraction of a model)."""
+    """An `EnergyBucket` as the encoder writes it (a struct costs a fraction of a model); its
+    bounds are already the RFC 3339 text of the model's datetimes."""
 
-    start: datetime
-    end: datetime
+    start: str
+    end: str
     kwh: float
     coverage: float
     quality: str
 
 
-def _quality(worst: int, coverage: float) -> str:
-    return "estimated" if worst == 2 else ("measured" if coverage >= 1.0 - 1e-9 else "partial")
-
+_QUALITY_NAMES = np.array(["measured", "partial", "estimated"], dtype=object)  # stored codes 0, 1, 2
 
 SubItem = Annotated[
     Literal["照明插座", "空调", "动力", "特殊"] | None,
     Query(description="only this sub-item's meters; default: the site total (no double counting)"),
 ]
 _ID = re.compile(IDENTIFIER)
+
+
+def _shaped(
+    row: asyncpg.Record,
+    site: str,
+    tz: str,
+    meters: int,
+    resolution: Resolution,
+    *,
+    meter: str | None = None,
+    sub_item: str | None = None,
+) -> dict[str, Any]:
+    """A series row as an `EnergySeries` in plain data. A bucket's coverage is its measured
+    seconds over its length times the meters; its quality is "estimated" if any reading in it
+    was, else "measured" when fully covered, else "partial"."""
+    starts = np.array(row["starts"] or (), dtype=np.int64)
+    ends = starts + 900 if row["ends"] is None else np.array(row["ends"], dtype=np.int64)
+    lengths = (ends - starts).astype(np.float64) * max(meters, 1)
+    seconds = np.array(row["coverage_s"] or (), dtype=np.float64)
+    coverage = np.minimum(np.divide(seconds, lengths, out=np.zeros_like(seconds), where=lengths > 0), 1.0)
+    worst = np.array(row["worst"] or (), dtype=np.int64)
+    quality = np.where(worst == 2, 2, np.where(coverage >= 1.0 - 1e-9, 0, 1))
+    kwh = row["kwh"] or []
+    span = float(lengths.sum())
+    return {
+        "site": site,
+        "meter": meter,
+        "sub_item": sub_item,
+        "resolution": resolution,
+        "timezone": tz,
+        "total_kwh": sum(kwh),
+        "coverage": float(seconds.sum()) / span if span else 0.0,
+        "buckets": list(
+            map(
+                _Bucket,
+                utc_text(starts.tolist()),
+                utc_text(ends.tolist()),
+                kwh,
+                coverage.tolist(),
+                _QUALITY_NAMES[quality].tolist(),
+            )
+        ),
+    }
 
 
 async def _series(
@@ -118,43 +197,14 @@ async def _series(
     end: datetime,
     resolution: Resolution,
     *,
-    meter: str | None = None,
     sub_item: str | None = None,
-    bucket_s: int | None = None,
 ) -> dict[str, Any]:
-    """The energy of these meters of one site, bucketed in the site's zone, as an `EnergySeries`
-    in plain data. A bucket's coverage is its measured seconds over its length times the meters.
-    `bucket_s`, if given, is the stored bucket length (it lets one meter's quarters skip grouping)."""
+    """The energy of these meters of one site, bucketed in the site's zone (`_shaped`)."""
     tz = site_row["timezone"]
-    if resolution == "15min" and len(meter_ids) == 1 and bucket_s == 900:
-        row = await conn.fetchrow(_QUARTER_ROWS, meter_ids, start, end)
-    elif resolution == "15min":
-        row = await conn.fetchrow(_QUARTERS, meter_ids, start, end)
-    else:
-        row = await conn.fetchrow(_SERIES, meter_ids, start, end, INTERVAL[resolution], tz)
-    starts, kwh, seconds, worst = row["starts"] or [], row["kwh"] or [], row["coverage_s"] or [], row["worst"]
-    meters = max(len(meter_ids), 1)
-    if row["ends"] is None:  # quarter hours: every bucket is 900 s long
-        ends = [s + _QUARTER for s in starts]
-        lengths = [900.0 * meters] * len(starts)
-    else:
-        ends = row["ends"]
-        lengths = [(e - s).total_seconds() * meters for s, e in zip(starts, ends, strict=True)]
-    buckets = []
-    for s, e, k, c, w, n in zip(starts, ends, kwh, seconds, worst or (), lengths, strict=True):
-        coverage = min(c / n, 1.0) if n else 0.0
-        buckets.append(_Bucket(s, e, k, coverage, _quality(w, coverage)))
-    span = sum(lengths)
-    return {
-        "site": site_row["site_id"],
-        "meter": meter,
-        "sub_item": sub_item,
-        "resolution": resolution,
-        "timezone": tz,
-        "total_kwh": sum(kwh),
-        "coverage": sum(seconds) / span if span else 0.0,
-        "buckets": buckets,
-    }
+    shape = _shape_of(resolution, len(meter_ids), None)
+    args = (meter_ids, start, end) if shape != "series" else (meter_ids, start, end, INTERVAL[resolution], tz)
+    row = await conn.fetchrow(_OF_METERS[shape], *args)
+    return _shaped(row, site_row["site_id"], tz, len(meter_ids), resolution, sub_item=sub_item)
 
 
 _encoder = msgspec.json.Encoder()
@@ -216,20 +266,13 @@ async def meter_energy(
     if (kept := _kept(request, who, site, key)) is not None:
         return kept
     generation = request.app.state.series_cache.generation(site)
+    shape = _shape_of(resolution, 1, request.app.state.settings.energy_bucket_s)
+    args = (site, meter, start, end) if shape != "series" else (site, meter, start, end, INTERVAL[resolution])
     async with scoped_connection(request.app.state.pool, who) as conn:
-        site_row = visible_or_404(await conn.fetchrow(_SITE_METER, site, meter), who, site)
-        if site_row["meter_id"] is None:
-            raise NotFound(f"meter {meter!r} not found at site {site!r}")
-        series = await _series(
-            conn,
-            site_row,
-            [site_row["meter_id"]],
-            start,
-            end,
-            resolution,
-            meter=meter,
-            bucket_s=request.app.state.settings.energy_bucket_s,
-        )
+        row = visible_or_404(await conn.fetchrow(_OF_ONE_METER[shape], *args), who, site)
+    if row["meter_id"] is None:
+        raise NotFound(f"meter {meter!r} not found at site {site!r}")
+    series = _shaped(row, row["site_id"], row["timezone"], 1, resolution, meter=meter)
     return _answer_and_keep(request, series, site, key, generation)
 
 

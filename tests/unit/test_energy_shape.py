@@ -1,0 +1,70 @@
+"""The energy series as the API shapes it from the database's arrays, against a plain
+per-bucket reading of the same rows: bounds as RFC 3339 text, coverage, quality, totals."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+
+from api.routers.energy import _shaped
+from schemas.api import EnergySeries
+
+T0 = int(datetime(2026, 3, 28, tzinfo=UTC).timestamp())
+
+
+def _reference(row: dict[str, Any], meters: int) -> list[dict[str, Any]]:
+    out = []
+    ends = row["ends"] or [s + 900 for s in row["starts"]]
+    for s, e, k, c, w in zip(row["starts"], ends, row["kwh"], row["coverage_s"], row["worst"], strict=True):
+        length = (e - s) * meters
+        coverage = min(c / length, 1.0) if length else 0.0
+        quality = "estimated" if w == 2 else ("measured" if coverage >= 1.0 - 1e-9 else "partial")
+        start = datetime.fromtimestamp(s, UTC)
+        end = datetime.fromtimestamp(e, UTC)
+        out.append({"start": start, "end": end, "kwh": k, "coverage": coverage, "quality": quality})
+    return out
+
+
+@pytest.mark.parametrize("quarters", [True, False])
+@pytest.mark.parametrize("meters", [1, 3])
+def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int) -> None:
+    rng = random.Random(meters * 2 + quarters)
+    n = 500
+    if quarters:
+        starts = [T0 + 900 * k for k in range(n)]
+        ends = None
+    else:  # local days around a DST change: 24, 23 and 25 hours long
+        lengths = [rng.choice((23, 24, 25)) * 3600 for _ in range(n)]
+        starts = [T0 + sum(lengths[:k]) for k in range(n)]
+        ends = [s + d for s, d in zip(starts, lengths, strict=True)]
+    spans = ends or [s + 900 for s in starts]
+    row = {
+        "starts": starts,
+        "ends": ends,
+        "kwh": [rng.uniform(0, 50) for _ in range(n)],
+        "coverage_s": [
+            (e - s) * meters * rng.choice((1.0, 1.0, 0.5, 0.0, 1.2))
+            for s, e in zip(starts, spans, strict=True)
+        ],
+        "worst": [rng.choice((0, 0, 1, 2)) for _ in range(n)],
+    }
+    series = _shaped(row, "s1", "Europe/London", meters, "15min" if quarters else "day", meter="main")  # type: ignore[arg-type]
+    # what a client reads: the JSON, validated by the documented model
+    decoded = EnergySeries.model_validate_json(msgspec.json.encode(series))
+    assert [b.model_dump() for b in decoded.buckets] == _reference(row, meters)
+    assert decoded.total_kwh == pytest.approx(sum(row["kwh"]))
+    assert decoded.coverage == pytest.approx(
+        sum(row["coverage_s"]) / sum((e - s) * meters for s, e in zip(starts, spans, strict=True))
+    )
+    text = msgspec.json.decode(msgspec.json.encode(series))["buckets"][0]["start"]
+    assert text == msgspec.json.encode(datetime.fromtimestamp(starts[0], UTC)).decode().strip('"')
+
+
+def test_an_empty_series() -> None:
+    row = {"starts": None, "ends": None, "kwh": None, "coverage_s": None, "worst": None}
+    series = _shaped(row, "s1", "Asia/Shanghai", 1, "hour")  # type: ignore[arg-type]
+    assert series["buckets"] == [] and series["total_kwh"] == 0 and series["coverage"] == 0.0
