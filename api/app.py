@@ -26,7 +26,6 @@ from api.routers import alerts, datacentre, emissions, energy, grid, health, key
 from api.seriescache import SeriesCache
 from api.streams import DerivedTopics, Event, RawSend, StreamHub, run_derived_consumer
 from schemas.settings import Settings
-from wattstream.db import QUERY_SESSION
 
 __all__ = ["create_app", "end_streams"]
 
@@ -43,7 +42,6 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             connection_class=auth.ScopedConnection,
-            server_settings=QUERY_SESSION,
             reset=auth.keep_session,
         )
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="wattstream-api")

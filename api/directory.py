@@ -20,7 +20,7 @@ import asyncpg
 
 from api.auth import Principal, scoped_connection
 from api.params import site_or_404
-from wattstream.db import TRANSIENT_DB_ERRORS
+from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = ["SERVICE", "SiteDirectory", "SiteInfo"]
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
-from wattstream.db import TRANSIENT_DB_ERRORS
+from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = [
     "ApiError",

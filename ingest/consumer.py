@@ -32,7 +32,7 @@ from ingest import metrics
 from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError
 from schemas.messages import InvalidMessage
 from schemas.settings import Settings
-from wattstream.db import is_transient_db_error
+from wattstream.dberrors import is_transient_db_error
 
 __all__ = [
     "NO_STORED_OFFSET",

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import Db
-from wattstream.db import TRANSIENT_DB_ERRORS
+from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = ["router"]
 

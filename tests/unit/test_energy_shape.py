@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 
 from api.routers.energy import _shaped
@@ -52,7 +53,7 @@ def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int) 
         ],
         "worst": [rng.choice((0, 0, 1, 2)) for _ in range(n)],
     }
-    series = _shaped(row, "s1", "Europe/London", meters, "15min" if quarters else "day", meter="main")  # type: ignore[arg-type]
+    series = _shaped(_packed(row, meters), "15min" if quarters else "day", meter="main")  # type: ignore[arg-type]
     # what a client reads: the JSON, validated by the documented model
     decoded = EnergySeries.model_validate_json(msgspec.json.encode(series))
     assert [b.model_dump() for b in decoded.buckets] == _reference(row, meters)
@@ -64,7 +65,34 @@ def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int) 
     assert text == msgspec.json.encode(datetime.fromtimestamp(starts[0], UTC)).decode().strip('"')
 
 
+def _sent(values: list[Any], item: str) -> bytes:
+    """A one-dimensional array as PostgreSQL's `array_send` writes it."""
+    header = np.array([1, 0, 0, len(values), 1], dtype=">i4").tobytes()  # ndim, flags, type, size, lbound
+    elements = np.zeros(len(values), dtype=[("size", ">i4"), ("value", item)])
+    elements["size"], elements["value"] = np.dtype(item).itemsize, values
+    return header + elements.tobytes()
+
+
+def _packed(row: dict[str, Any], meters: int = 1) -> dict[str, Any]:
+    """The row as the database sends it: bounds as binary timestamps (µs since 2000-01-01)."""
+
+    def stamps(seconds: list[int]) -> bytes:
+        return _sent([(s - 946_684_800) * 1_000_000 for s in seconds], ">i8")
+
+    return {
+        "site_id": "s1",
+        "timezone": "Europe/London",
+        "meters": meters,
+        "starts": stamps(row["starts"]),
+        "ends": None if row["ends"] is None else stamps(row["ends"]),
+        "kwh": _sent(row["kwh"], ">f8"),
+        "coverage_s": _sent(row["coverage_s"], ">f8"),
+        "worst": _sent(row["worst"], ">i2"),
+    }
+
+
 def test_an_empty_series() -> None:
-    row = {"starts": None, "ends": None, "kwh": None, "coverage_s": None, "worst": None}
-    series = _shaped(row, "s1", "Asia/Shanghai", 1, "hour")  # type: ignore[arg-type]
+    row = {"site_id": "s1", "timezone": "Asia/Shanghai", "meters": 0}
+    row |= dict.fromkeys(("starts", "ends", "kwh", "coverage_s", "worst"))
+    series = _shaped(row, "hour")  # type: ignore[arg-type]
     assert series["buckets"] == [] and series["total_kwh"] == 0 and series["coverage"] == 0.0

@@ -1,5 +1,4 @@
-"""How wattstream's processes talk to PostgreSQL: the session settings of a pool, and which
-errors mean "the database is away or restarting", not "this work is wrong".
+"""Which database errors mean "the database is away or restarting", not "this work is wrong".
 
 Ingest holds its batch and retries on those errors; the API answers 503 with `Retry-After`.
 Both read the same list, so a failure mode found on one side is handled on the other.
@@ -10,13 +9,8 @@ from __future__ import annotations
 import asyncpg
 from asyncpg.exceptions import InternalClientError
 
-__all__ = ["QUERY_SESSION", "TRANSIENT_DB_ERRORS", "is_transient_db_error"]
+__all__ = ["TRANSIENT_DB_ERRORS", "is_transient_db_error"]
 
-# Plan every execution of a prepared statement for its own parameters. After five executions
-# PostgreSQL may switch a statement to a generic plan, which cannot see which hypertable chunks
-# or how few rows a meter and a time range select: a month of one meter's quarter hours went
-# from 5 ms to 24 ms on a table of 100 meters. Planning costs a fraction of a millisecond.
-QUERY_SESSION: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
 
 TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (
     OSError,
