@@ -187,6 +187,11 @@ def _shaped(
     quality = np.where(_array(row["worst"], ">i2") == 2, 2, np.where(coverage >= 1.0 - 1e-9, 0, 1))
     kwh = _array(row["kwh"], ">f8").astype(np.float64)
     span = float(lengths.sum())
+    start_text = utc_text(starts.tolist())
+    if len(starts) and np.array_equal(ends[:-1], starts[1:]):  # no gaps: each ends as the next starts
+        end_text = [*start_text[1:], *utc_text([int(ends[-1])])]
+    else:
+        end_text = utc_text(ends.tolist())
     return {
         "site": row["site_id"],
         "meter": meter,
@@ -198,8 +203,8 @@ def _shaped(
         "buckets": list(
             map(
                 _Bucket,
-                utc_text(starts.tolist()),
-                utc_text(ends.tolist()),
+                start_text,
+                end_text,
                 kwh.tolist(),
                 coverage.tolist(),
                 _QUALITY_NAMES[quality].tolist(),

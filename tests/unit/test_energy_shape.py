@@ -30,9 +30,10 @@ def _reference(row: dict[str, Any], meters: int) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.parametrize("gaps", [False, True])
 @pytest.mark.parametrize("quarters", [True, False])
 @pytest.mark.parametrize("meters", [1, 3])
-def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int) -> None:
+def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int, gaps: bool) -> None:
     rng = random.Random(meters * 2 + quarters)
     n = 500
     if quarters:
@@ -42,6 +43,11 @@ def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int) 
         lengths = [rng.choice((23, 24, 25)) * 3600 for _ in range(n)]
         starts = [T0 + sum(lengths[:k]) for k in range(n)]
         ends = [s + d for s, d in zip(starts, lengths, strict=True)]
+    if gaps:  # buckets with no data are absent, not zero
+        kept = sorted(rng.sample(range(n), n * 3 // 4))
+        starts = [starts[k] for k in kept]
+        ends = None if ends is None else [ends[k] for k in kept]
+        n = len(kept)
     spans = ends or [s + 900 for s in starts]
     row = {
         "starts": starts,
