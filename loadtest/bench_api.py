@@ -3,7 +3,7 @@
 Everything is real and on loopback: a scratch database and topics, `wattstream ingest` and
 `wattstream simulate` running (the "while ingest runs" load), `wattstream api` (one uvicorn
 worker), an admin key. The load generator is a minimal HTTP/1.1 keep-alive client on asyncio
-streams, on uvloop as the API and the stubs are; its own ceiling is measured in the same run against a stub server (another process
+streams; its own ceiling is measured in the same run against a stub server (another process
 that answers every request with a fixed response), so the API figures can be read against it.
 
 1. A meter's 30 days at 15 minutes (2,880 buckets): one client, sequential requests; HTTP
@@ -39,7 +39,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import uvloop
 from aiokafka import AIOKafkaProducer
 
 from loadtest.scratch import cpu_seconds, free_port, make_key, percentile, scratch, settings_env
@@ -179,7 +178,7 @@ def _stub_server(port: int, ready: Any) -> None:
         async with server:
             await server.serve_forever()
 
-    uvloop.run(serve())  # the loop the API runs on (uvicorn picks uvloop)
+    asyncio.run(serve())
 
 
 async def _generator_ceiling(connections: int, seconds: float) -> float:
@@ -290,7 +289,7 @@ def _stub_sse_server(port: int, ready: Any, go: Any) -> None:
                 for w in writers:
                     w.write(chunk)
 
-    uvloop.run(serve())  # the loop the API runs on (uvicorn picks uvloop)
+    asyncio.run(serve())
 
 
 async def _sse_ceiling(clients: int, seconds: float) -> dict[str, float]:
@@ -512,8 +511,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="API processes (CPU is their sum)")
     parser.add_argument("--json", action="store_true")
     a = parser.parse_args()
-    # the load generator on the API's own event loop, so that its ceiling is as low as it can be
-    result = uvloop.run(run(Settings(), a.seconds, a.connections, a.sse_clients, a.workers))
+    result = asyncio.run(run(Settings(), a.seconds, a.connections, a.sse_clients, a.workers))
     print(report(result))
     if a.json:
         print(json.dumps(asdict(result)))
