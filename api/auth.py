@@ -36,6 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, TooManyRequests, Unauthorized
 from schemas.settings import Settings
+from wattstream.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
 
 __all__ = [
     "PERMISSIONS",
@@ -55,6 +56,7 @@ __all__ = [
     "generate_key",
     "hash_secret",
     "keep_session",
+    "pooled",
     "require",
     "scoped_connection",
 ]
@@ -163,7 +165,7 @@ class KeyStore:
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._cache_s:
             return cached[1]
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:  # api_keys has no row-level security: no scope
             row = await conn.fetchrow(_LOOKUP, key_id)
             if row is not None:
                 await conn.execute(_TOUCH, key_id)  # once per cache period, not per request
@@ -292,12 +294,26 @@ async def scoped_connection(pool: asyncpg.Pool, principal: Principal) -> AsyncIt
         principal.tenant or "",
         ",".join(sorted(principal.sites)),
     )
-    async with pool.acquire() as conn:
+    async with pooled(pool) as conn:
         if conn.scope() != scope:
             conn.remember_scope(None)  # unknown until the server has said yes
             await conn.execute(_SCOPE, *scope)
             conn.remember_scope(scope)
         yield conn
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the API pool. One that failed as the database went away is closed: its
+    release runs no query (`keep_session`) that would find it broken, so the pool would hand
+    it to the next request."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        except Exception as exc:
+            if is_transient_db_error(exc, API_TRANSIENT_DB_ERRORS):
+                conn.terminate()
+            raise
 
 
 async def _scoped(

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request
 
 from schemas.settings import Settings
 
-__all__ = ["Db", "SettingsDep"]
-
-
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
+__all__ = ["SettingsDep"]
 
 
 def _settings(request: Request) -> Settings:
@@ -22,5 +16,4 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-Db = Annotated[asyncpg.Pool, Depends(_pool)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
-from wattstream.dberrors import TRANSIENT_DB_ERRORS
+from wattstream.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
 
 __all__ = [
     "ApiError",
@@ -121,6 +121,11 @@ _RETRY_AFTER_DB_S = 2
 
 
 async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+    if not is_transient_db_error(exc, API_TRANSIENT_DB_ERRORS):  # a subclass that is not
+        log.error(
+            "unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+        )
+        return _internal_error_body()
     # the database is restarting or unreachable: the request was fine, it is worth repeating
     log.warning("database unavailable for %s %s: %r", request.method, request.url.path, exc)
     return JSONResponse(
@@ -130,9 +135,13 @@ async def _database_away(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _internal_error_body() -> JSONResponse:
+    return JSONResponse(_body("internal_error", "internal error; it has been logged", None), status_code=500)
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after answering, so the server still logs the traceback
-    return JSONResponse(_body("internal_error", "internal error; it has been logged", None), status_code=500)
+    return _internal_error_body()
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -142,7 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
     app.add_exception_handler(asyncpg.UntranslatableCharacterError, _unstorable_text)
-    for cls in TRANSIENT_DB_ERRORS:
+    for cls in API_TRANSIENT_DB_ERRORS:
         app.add_exception_handler(cls, _database_away)
     app.add_exception_handler(Exception, _internal_error)
 

@@ -10,6 +10,7 @@ from typing import Any, Final
 from fastapi import Request, Response
 
 from schemas.api import SiteEmissions
+from schemas.timeutil import rfc3339
 
 __all__ = ["CSV_RESPONSE", "emissions_csv", "energy_csv", "wants_csv"]
 
@@ -69,8 +70,8 @@ def emissions_csv(e: SiteEmissions) -> Response:
     rows = (
         (
             e.site,
-            b.start.isoformat(),
-            b.end.isoformat(),
+            rfc3339(b.start),
+            rfc3339(b.end),
             b.kwh,
             b.location_kg,
             b.market_kg,

@@ -22,6 +22,10 @@ from api.auth import PERMISSIONS
 from api.errors import ApiError
 from api.streams import StreamHub
 from schemas.messages import IDENTIFIER_STRICT
+from wattstream.dberrors import API_TRANSIENT_DB_ERRORS
+
+# a failed key check goes on to the route, which answers it: 401, or 503 with Retry-After
+_ROUTE_ANSWERS: tuple[type[Exception], ...] = (ApiError, *API_TRANSIENT_DB_ERRORS)
 
 __all__ = ["LatestValues", "latest_body"]
 
@@ -78,7 +82,7 @@ class LatestValues:
             return None
         try:
             who = await state.keys.authenticate(token)
-        except ApiError:
+        except _ROUTE_ANSWERS:
             return None
         if "sites:read" not in PERMISSIONS[who.role] or state.sites.cached_visible(site, who) is None:
             return None

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-__all__ = ["EPOCH", "from_epoch_us", "to_epoch_us", "utc_text"]
+__all__ = ["EPOCH", "from_epoch_us", "rfc3339", "to_epoch_us", "utc_text"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -47,3 +47,8 @@ _UTC_TEXT = _UtcText()
 def utc_text(seconds: Iterable[int]) -> list[str]:
     """The RFC 3339 text of whole UTC epoch seconds, as the API's JSON writes aware datetimes."""
     return list(map(_UTC_TEXT.__getitem__, seconds))
+
+
+def rfc3339(ts: datetime) -> str:
+    """An aware datetime as the API's JSON writes it: in UTC, with `Z`."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncpg
 from asyncpg.exceptions import InternalClientError
 
-__all__ = ["TRANSIENT_DB_ERRORS", "is_transient_db_error"]
+__all__ = ["API_TRANSIENT_DB_ERRORS", "TRANSIENT_DB_ERRORS", "is_transient_db_error"]
 
-
-TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
+_SERVER_AWAY: tuple[type[Exception], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -23,11 +21,17 @@ TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.DeadlockDetectedError,
     # A connection whose server ended it while it sat idle in the pool: asyncpg has read the
     # server's FATAL but not yet the closed socket, and refuses the next query with "cannot
-    # switch to state ...; another operation (2) is in progress". The pool terminates the
-    # connection on release, so the retry gets a fresh one.
+    # switch to state ...; another operation (2) is in progress". It raises the base class
+    # itself; its subclasses (protocol errors, a server that does not match) are not transient.
     InternalClientError,
 )
+# Ingest wraps only database work, so any OSError there is the database's socket.
+TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OSError, *_SERVER_AWAY)
+# An API route also reads files and other sockets: only a refused, reset or aborted connection.
+API_TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (ConnectionError, *_SERVER_AWAY)
 
 
-def is_transient_db_error(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_DB_ERRORS)
+def is_transient_db_error(exc: BaseException, kinds: tuple[type[Exception], ...] = TRANSIENT_DB_ERRORS) -> bool:
+    if isinstance(exc, InternalClientError):
+        return type(exc) is InternalClientError
+    return isinstance(exc, kinds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
-from asyncpg.exceptions import InternalClientError
+from asyncpg.exceptions import InternalClientError, ProtocolError
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
@@ -46,13 +46,22 @@ async def test_a_database_that_is_away_answers_503_with_retry_after() -> None:
 
 
 async def test_any_other_fault_answers_500_in_the_error_shape_without_details() -> None:
-    async with _app_raising(RuntimeError("secret detail")) as client:
-        r = await client.get("/raise")
-    assert r.status_code == 500
-    assert r.json() == {
-        "error": {"code": "internal_error", "message": "internal error; it has been logged", "field": None}
-    }
-    assert "secret" not in r.text
+    for exc in (
+        RuntimeError("secret detail"),
+        OSError(5, "Input/output error: secret"),  # a file, not the database's socket
+        ProtocolError("secret: not a transient state"),  # a subclass of asyncpg's internal error
+    ):
+        async with _app_raising(exc) as client:
+            r = await client.get("/raise")
+        assert r.status_code == 500, exc
+        assert r.json() == {
+            "error": {
+                "code": "internal_error",
+                "message": "internal error; it has been logged",
+                "field": None,
+            }
+        }
+        assert "secret" not in r.text
 
 
 def test_every_operation_documents_503_and_500() -> None:
