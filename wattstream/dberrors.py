@@ -31,7 +31,9 @@ TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OSError, *_SERVER_AWAY)
 API_TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (ConnectionError, *_SERVER_AWAY)
 
 
-def is_transient_db_error(exc: BaseException, kinds: tuple[type[Exception], ...] = TRANSIENT_DB_ERRORS) -> bool:
+def is_transient_db_error(
+    exc: BaseException, kinds: tuple[type[Exception], ...] = TRANSIENT_DB_ERRORS
+) -> bool:
     if isinstance(exc, InternalClientError):
         return type(exc) is InternalClientError
     return isinstance(exc, kinds)
