@@ -643,6 +643,9 @@ def bench(
     against raw asyncpg COPY (needs the services), grid intensity against NumPy, reading-to-alert
     latency against one Kafka produce-consume hop."""
     configure_logging("WARNING")
+    if only not in (None, "ingest", "intensity", "alerts"):
+        console.print("[red]--only must be ingest, intensity or alerts[/red]")
+        raise typer.Exit(2)
     if only in (None, "ingest"):
         from loadtest.bench_ingest import report, run
 
