@@ -71,7 +71,12 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             partitions={spec.name: spec.partitions for spec in settings.topics() if spec.name in kinds},
             warm=settings.sse_buffer_events,
         )
-        directory = SiteDirectory(pool, settings.api_site_refresh_s)
+        directory = SiteDirectory(
+            pool,
+            settings.api_site_refresh_s,
+            dsn=settings.api_database_url.get_secret_value(),
+            on_change=series.invalidate,  # a meter's role or a site's zone changes its series
+        )
         tasks: list[asyncio.Task[None]] = []
         try:
             await admin.start()

@@ -2,19 +2,22 @@
 
 `/v1/sites/{site}/latest` and the site stream check a site against the key's scope on every
 request. The directory holds every site's tenant, region and time zone, reloaded every
-`WATTSTREAM_API_SITE_REFRESH_S`. A site the directory does not show to a key (absent, or
-another tenant's) is then looked up in the database under the key's scope (row-level
-security). So a hidden site and a missing one cost the same lookup and answer the same 404,
-and a site registered since the last reload is found at once. A site moved to another tenant
-is seen by the directory at its next reload, as a revoked key is by the key cache.
+`WATTSTREAM_API_SITE_REFRESH_S` and whenever the database announces a change to a site or a
+meter (migration 008). A site the directory does not show to a key (absent, or another
+tenant's) is then looked up in the database under the key's scope (row-level security). So a
+hidden site and a missing one cost the same lookup and answer the same 404, and a site
+registered since the last reload is found at once. A site moved to another tenant is hidden
+from the old tenant's keys as soon as the announcement arrives (the periodic reload covers an
+announcement lost with a dropped connection).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import asyncpg
 
@@ -22,7 +25,7 @@ from api.auth import Principal, scoped_connection
 from api.params import site_or_404
 from wattstream.dberrors import TRANSIENT_DB_ERRORS
 
-__all__ = ["SERVICE", "SiteDirectory", "SiteInfo"]
+__all__ = ["CHANNEL", "SERVICE", "SiteDirectory", "SiteInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +47,32 @@ def _info(row: asyncpg.Record) -> SiteInfo:
     return SiteInfo(row["site_id"], row["tenant"], row["region"], row["timezone"])
 
 
+CHANNEL = "wattstream_registry"  # migration 008: a site or meter changed; the payload is the site
+
+
 class SiteDirectory:
-    def __init__(self, pool: asyncpg.Pool, refresh_s: float) -> None:
+    """Every site, in memory. Reloaded when the database announces a change to a site or a
+    meter (NOTIFY on `CHANNEL`, from a connection of its own given `dsn`), and every
+    `refresh_s` in any case; `on_change(site)` is told which sites changed once the reload
+    shows them (the series cache drops their answers)."""
+
+    # announcements are gathered this long before one reload: registering 500 sites is one
+    COALESCE_S: Final = 0.05
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        refresh_s: float,
+        dsn: str | None = None,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
         self._pool = pool
         self._refresh_s = refresh_s
+        self._dsn = dsn
+        self._on_change = on_change
         self._sites: dict[str, SiteInfo] = {}
+        self._changed: set[str] = set()
+        self._wake = asyncio.Event()
 
     async def load(self) -> None:
         async with scoped_connection(self._pool, SERVICE) as conn:
@@ -56,16 +80,59 @@ class SiteDirectory:
         self._sites = {r["site_id"]: _info(r) for r in rows}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Reload every `refresh_s` until `stop`; a failed reload keeps the last one."""
+        """Reload on each announcement and every `refresh_s` until `stop`; a failed reload keeps
+        the last one and is tried again."""
+        listener = asyncio.create_task(self._listen(stop)) if self._dsn else None
+        try:
+            while not stop.is_set():
+                await _first_of(stop, self._wake, self._refresh_s)
+                if stop.is_set():
+                    return
+                await asyncio.sleep(self.COALESCE_S)
+                self._wake.clear()
+                changed, self._changed = self._changed, set()
+                try:
+                    await self.load()
+                except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
+                    log.warning("site directory reload failed (keeping the last one): %s", exc)
+                    self._changed |= changed
+                    continue
+                if self._on_change is not None:
+                    for site in changed:
+                        self._on_change(site)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+
+    def _announced(self, _conn: object, _pid: int, _channel: str, site: str) -> None:
+        self._changed.add(site)
+        self._wake.set()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Hold a connection that LISTENs on `CHANNEL`; reconnect when it is lost. Whatever
+        changed while nobody listened is caught by a whole reload on each (re)connection."""
+        dsn = self._dsn or ""
+        delay = 1.0
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._refresh_s)
-            if stop.is_set():
-                return
             try:
-                await self.load()
+                conn = await asyncpg.connect(dsn)
             except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
-                log.warning("site directory reload failed (keeping the last one): %s", exc)
+                log.warning("registry announcements: cannot listen, retrying in %.0f s: %s", delay, exc)
+                await _first_of(stop, asyncio.Event(), delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            lost = asyncio.Event()
+            try:
+                conn.add_termination_listener(_setter(lost))
+                await conn.add_listener(CHANNEL, self._announced)
+                delay = 1.0
+                self._wake.set()  # a whole reload: changes made while nobody listened
+                await _first_of(stop, lost, None)
+            except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
+                log.warning("registry announcements: listening failed: %s", exc)
+            finally:
+                conn.terminate()
 
     def cached_visible(self, site: str, who: Principal) -> SiteInfo | None:
         """The site if the directory holds it and `who` may see it (no round trip)."""
@@ -81,3 +148,17 @@ class SiteDirectory:
             row = await site_or_404(conn, site, who)
         info = self._sites[site] = _info(row)
         return info
+
+
+async def _first_of(a: asyncio.Event, b: asyncio.Event, within: float | None) -> None:
+    """Return when either event is set, or after `within` seconds."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    return lambda _conn: event.set()

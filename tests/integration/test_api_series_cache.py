@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -100,3 +101,41 @@ async def test_series_answers_are_kept_until_the_sites_next_event(pipeline: Sett
             assert 'wattstream_api_series_cache_total{outcome="stale"}' in metrics
     finally:
         worker.terminate()
+
+
+async def test_a_site_moved_to_another_tenant_is_hidden_at_once(pipeline: Settings, tmp_path: Path) -> None:
+    """The registry announces the change (migration 008): the old tenant's key stops getting the
+    kept answer and gets the 404 of a missing site, well before any periodic reload."""
+    s = pipeline.model_copy(update={"api_series_cache_s": 600.0, "api_site_refresh_s": 600.0})
+    await register(
+        s.database_url.get_secret_value(),
+        [SiteRecord("qm-a1", region="QM-R", tenant="qm-a")],
+        [MeterRecord("qm-a1", "main")],
+    )
+    a = {"Authorization": f"Bearer {await make_key(s, 'manager', tenant='qm-a')}"}
+    b = {"Authorization": f"Bearer {await make_key(s, 'manager', tenant='qm-b')}"}
+    url = "/v1/sites/qm-a1/meters/main/energy"
+    async with api_server(s) as base, httpx.AsyncClient(base_url=base) as client:
+
+        async def kept() -> bool | int:
+            r = await client.get(url, params=WINDOW, headers=a)
+            return r.headers.get("x-cache") == "hit" or r.status_code
+
+        await wait_for(kept, 15, "an answer kept for tenant qm-a")
+        assert (await client.get(url, params=WINDOW, headers=b)).status_code == 404
+        owner = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+        try:
+            await owner.execute("UPDATE sites SET tenant = 'qm-b' WHERE site_id = 'qm-a1'")
+        finally:
+            await owner.close()
+
+        async def moved() -> bool | str:
+            old = await client.get(url, params=WINDOW, headers=a)
+            new = await client.get(url, params=WINDOW, headers=b)
+            return (old.status_code, new.status_code) == (404, 200) or f"{old.status_code} {new.status_code}"
+
+        await wait_for(moved, 5, "the old tenant's 404 and the new tenant's answer", interval=0.1)
+        gone = await client.get(url, params=WINDOW, headers=a)
+        missing = await client.get("/v1/sites/qm-nope/meters/main/energy", params=WINDOW, headers=a)
+        assert gone.json()["error"]["code"] == missing.json()["error"]["code"] == "not_found"
+        assert "x-cache" not in gone.headers
