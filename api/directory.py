@@ -85,7 +85,7 @@ class SiteDirectory:
         listener = asyncio.create_task(self._listen(stop)) if self._dsn else None
         try:
             while not stop.is_set():
-                await _first_of(stop, self._wake, self._refresh_s)
+                await _first_of(self._refresh_s, stop, self._wake)
                 if stop.is_set():
                     return
                 await asyncio.sleep(self.COALESCE_S)
@@ -119,7 +119,7 @@ class SiteDirectory:
                 conn = await asyncpg.connect(dsn)
             except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("registry announcements: cannot listen, retrying in %.0f s: %s", delay, exc)
-                await _first_of(stop, asyncio.Event(), delay)
+                await _first_of(delay, stop)
                 delay = min(delay * 2, 30.0)
                 continue
             lost = asyncio.Event()
@@ -128,7 +128,7 @@ class SiteDirectory:
                 await conn.add_listener(CHANNEL, self._announced)
                 delay = 1.0
                 self._wake.set()  # a whole reload: changes made while nobody listened
-                await _first_of(stop, lost, None)
+                await _first_of(None, stop, lost)
             except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("registry announcements: listening failed: %s", exc)
             finally:
@@ -150,9 +150,9 @@ class SiteDirectory:
         return info
 
 
-async def _first_of(a: asyncio.Event, b: asyncio.Event, within: float | None) -> None:
-    """Return when either event is set, or after `within` seconds."""
-    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+async def _first_of(within: float | None, *events: asyncio.Event) -> None:
+    """Return when any of the events is set, or after `within` seconds (None: no limit)."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -40,9 +40,9 @@ sites_router = APIRouter()  # routes over several sites
 # datetimes and floats, cost more than the query. energy_interval buckets divide an hour, so any
 # local hour, day or month is an exact union of them, and their bounds are whole seconds.
 #
-# Each query is written once with the places its meters, window, step and time zone come from:
-# on their own ($1 meters, $2 start, $3 end, $4 step, $5 zone), or joined to the site's row in
-# the meter route's single round trip (`_ONE_METER`).
+# Each series shape is written once, with placeholders for where its meters, window, step and
+# time zone come from, and joined below to the site's row (`_ONE_METER`, `_SITE_TOTAL`): the
+# meters and zone from the rows, the window and step from $3, $4 and $5.
 _ARRAYS = """
 SELECT array_send(array_agg(start ORDER BY start)) AS starts, {ends} AS ends,
        array_send(array_agg(kwh ORDER BY start)) AS kwh,
