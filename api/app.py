@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter
+from starlette.types import Receive, Scope, Send
 
 from api import auth
 from api.directory import SiteDirectory
@@ -25,12 +26,24 @@ from api.hotpath import LatestValues
 from api.metrics import RequestMetrics
 from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
 from api.seriescache import SeriesCache
-from api.streams import DerivedTopics, Event, RawSend, StreamHub, run_derived_consumer
+from api.streams import RAW_SEND, DerivedTopics, Event, StreamHub, run_derived_consumer
 from schemas.settings import Settings
 
 __all__ = ["create_app", "end_streams"]
 
 _STATIC = Path(__file__).resolve().parent / "static"
+
+
+class _App(FastAPI):
+    """FastAPI that puts the server's own `send` in each HTTP request's scope (`RAW_SEND`), for
+    streams whose body frames the hub writes from its fan-out loop (see `api.streams`). The
+    response head still goes through every middleware, so the metrics and the error handlers
+    see it; body frames of a started stream are nothing they act on."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
@@ -104,7 +117,7 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             await admin.close()
             await pool.close()
 
-    app = FastAPI(
+    app = _App(
         title="wattstream",
         version="0.1.0",
         summary="Live energy and carbon of buildings, data centres and grids",
@@ -126,7 +139,6 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
     app.include_router(metrics.router)
     app.add_middleware(LatestValues)  # inside the metrics: its answers are measured like any other
     app.add_middleware(RequestMetrics)
-    app.add_middleware(RawSend)  # outermost of ours: the send closest to the server
     # the dashboard: static files, no key needed to load them (every figure it shows needs one)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 

@@ -7,12 +7,14 @@ restarts. A stream is a channel (`grid:<region>`, `site:<site>`); an event's id 
 `<partition>.<offset>` of its Kafka record, so ids are the same in every API process and
 ordered within a channel (a channel's key always maps to one partition).
 
-Fan-out: an event is formatted once and written to each caught-up client from the fan-out
-loop itself, through the server's `send` (no task switch per client); a client the server
-cannot write to at once gets it queued, and its own task writes what is pending in one chunk
-(`Subscription`). Heartbeats come from one timer, not one per client. Backpressure: a client
-that falls `client_queue` frames behind is dropped (its stream ends; it may reconnect with
-Last-Event-ID), never allowed to grow memory. Clients never create Kafka consumers.
+Fan-out: an event is formatted (and chunk-framed) once and written to each caught-up client
+from the fan-out loop itself: straight to the connection's transport under uvicorn's httptools
+server (`ServerWire`), else through the server's `send` (no task switch per client either
+way); a client the server cannot write to at once gets it queued, and its own task writes what
+is pending in one chunk (`Subscription`). Heartbeats come from one timer, not one per
+client. Backpressure: a client that falls `client_queue` frames behind is dropped (its stream
+ends; it may reconnect with Last-Event-ID), never allowed to grow memory. Clients never create
+Kafka consumers.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Send
 
 __all__ = [
     "ALERTS_CHANNEL",
@@ -37,7 +39,7 @@ __all__ = [
     "RAW_SEND",
     "DerivedTopics",
     "Event",
-    "RawSend",
+    "ServerWire",
     "StreamHub",
     "Subscription",
     "derived_consumer",
@@ -82,15 +84,57 @@ def parse_event_id(text: str | None) -> tuple[int, int] | None:
 Writer = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
+def chunked(frame: bytes) -> bytes:
+    """A body frame as one HTTP/1.1 chunk (what the server writes for it on a chunked stream)."""
+    return b"%x\r\n%s\r\n" % (len(frame), frame)
+
+
+class ServerWire:
+    """The connection under a started stream, when the server is uvicorn's httptools one: the hub
+    writes a frame, chunk-framed once per event, straight to its transport. That is exactly what
+    uvicorn's `send` does for a body message that does not end the response, without building a
+    message, a coroutine and the framing again for each of 10,000 clients. Only while uvicorn
+    would write at once: not once the client went or the response ended, nor while flow control
+    has paused writing (the client is not reading); then the frame goes the queued way, through
+    uvicorn's `send`. Any other server (or a response that is not chunked) gets no wire and is
+    written through its `send`. tests/unit/test_server_wire.py holds uvicorn to this."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+
+    @classmethod
+    def of(cls, send: Send | None) -> ServerWire | None:
+        cycle: Any = getattr(send, "__self__", None)
+        kind = type(cycle)
+        if kind.__module__ != _HTTPTOOLS_SERVER or kind.__name__ != "RequestResponseCycle":
+            return None
+        return cls(cycle) if cycle.chunked_encoding is True else None
+
+    def write(self, chunk: bytes) -> bool:
+        """Write one chunk now; False (nothing written) if uvicorn would not."""
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete or cycle.flow.write_paused:
+            return False
+        cycle.transport.write(chunk)
+        return True
+
+
+_HTTPTOOLS_SERVER: Final = "uvicorn.protocols.http.httptools_impl"
+
+
 class Subscription:
     """One client's place in a channel.
 
     Delivery has two ways, and a frame never overtakes another. **Direct**: when the client is
-    caught up, the hub writes the frame itself through the server's own `send` (`direct`) from
-    its fan-out loop, with no task switch. The send is run only as far as it goes without
-    waiting; the server waits only when the client's socket is full (flow control), and then
-    the send is abandoned before it wrote anything, and the client is served the second way
-    from then on. **Queued**: the frame is appended to the client's pending frames and its task
+    caught up, the hub writes the frame itself from its fan-out loop, with no task switch:
+    to the connection (`wire`) when the server is uvicorn's httptools one, else through the
+    server's own `send` (`direct`). That send is run only as far as it goes without waiting;
+    the server waits only when the client's socket is full (flow control), and then the send is
+    abandoned before it wrote anything, and the client is served the second way from then on.
+    The wire declines the same case and is tried again once the client has caught up.
+    **Queued**: the frame is appended to the client's pending frames and its task
     wakes and writes everything pending in one chunk. A client more than `limit` frames behind
     is dropped: its pending frames are discarded and its stream ends (it may reconnect with
     Last-Event-ID). Memory per client is bounded by `limit` frames plus one chunk in the
@@ -106,6 +150,7 @@ class Subscription:
         "dropped",
         "idle",
         "limit",
+        "wire",
         "writing",
     )
 
@@ -117,14 +162,19 @@ class Subscription:
         self.dropped = False
         self.idle = True  # nothing pushed since the last heartbeat
         self.direct: Writer | None = None  # set by the response once its head is written
+        self.wire: ServerWire | None = None  # likewise, under uvicorn's httptools server
         self.writing = False  # the client's task is inside a send
         self._pending: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
 
-    def deliver(self, frame: bytes) -> bool:
+    def deliver(self, frame: bytes, chunk: bytes) -> bool:
         """Write the frame now if the client is caught up, else queue it; False (nothing queued)
-        if the client is `limit` frames behind."""
-        if self.direct is not None and not self._pending and not self.writing and not self.closed:
+        if the client is `limit` frames behind. `chunk` is the frame chunk-framed (`chunked`)."""
+        if self.wire is not None and not self._pending and not self.writing and not self.closed:
+            if self.wire.write(chunk):
+                self.idle = False
+                return True
+        elif self.direct is not None and not self._pending and not self.writing and not self.closed:
             send = self.direct({"type": "http.response.body", "body": frame, "more_body": True})
             try:
                 send.send(None)
@@ -152,7 +202,7 @@ class Subscription:
     def close(self, *, discard: bool = False) -> None:
         """End the stream after what is pending (or at once, with `discard`)."""
         self.closed = True
-        self.direct = None
+        self.direct = self.wire = None
         if discard:
             self._pending.clear()
         self._wake()
@@ -180,23 +230,9 @@ class Subscription:
 
 
 HEARTBEAT: Final = b": heartbeat\n\n"
+_HEARTBEAT_CHUNK: Final = chunked(HEARTBEAT)
 
 RAW_SEND: Final = "wattstream.raw_send"
-
-
-class RawSend:
-    """Puts the `send` this middleware receives (the server's, as the outermost of the app's own
-    middleware) in the request scope, for streams whose body frames are written from the hub's
-    fan-out loop. The response head still goes through every layer, so the metrics and the error
-    handlers see it; body frames of a started stream are nothing they act on."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -229,11 +265,12 @@ class StreamHub:
             return
         kind = event.channel.split(":", 1)[0]
         frame = sse(event)
+        chunk = chunked(frame)
         sent = 0
         for sub in list(subs):
             if sub.accept is not None and not sub.accept(event):
                 continue
-            if sub.deliver(frame):
+            if sub.deliver(frame, chunk):
                 sent += 1
             else:
                 self._drop(sub, kind)
@@ -282,7 +319,7 @@ class StreamHub:
         for subs in self._subscribers.values():
             for sub in subs:
                 if sub.idle:
-                    sub.deliver(HEARTBEAT)
+                    sub.deliver(HEARTBEAT, _HEARTBEAT_CHUNK)
                 sub.idle = True
 
     async def run_heartbeats(self, period_s: float, stop: asyncio.Event) -> None:

@@ -14,10 +14,16 @@ that answers every request with a fixed response), so the API figures can be rea
 2. `GET /v1/sites/{site}/latest` (answered from memory): `connections` concurrent clients for
    `seconds`: requests/s, p50 / p99 (the simulator is stopped from here on; the worker idles).
 3. SSE: `sse_clients` subscribers of one region's stream; one event a second published to the
-   intensity topic for `seconds`; delivery latency (publish to receipt) p50 / p99 over every
-   (event, client), and the API process's CPU over the window (share of one core). The
-   generator's own ceiling: the same clients against a stub server (another process) that
-   writes each event to every connection from one loop, with nothing behind it.
+   intensity topic for `seconds`; fan-out latency p50 / p99 over every (event, client): from
+   the publish to the moment the client's kernel received the event (its `SO_TIMESTAMPNS`
+   stamp; on loopback, when the server's write delivered it), and the same to the moment the
+   client read it (which adds the generator's own scheduling); the median first delivery of an
+   event (the way through Kafka and the consumer, before fan-out); and the CPU of the API
+   process and of the generator over the window (shares of one core). The subscribers are one
+   C program (`sse_load.c`: one thread, epoll; built with the machine's `cc` into the cache),
+   so that they take as little of the two cores as clients can. The generator's own ceiling:
+   the same clients against its stub server mode (C), which writes each event to every
+   connection from one loop, with nothing behind it.
 
     python -m loadtest.bench_api --seconds 10 --connections 16 --sse-clients 2000 [--workers 2]
 """
@@ -25,16 +31,21 @@ that answers every request with a fixed response), so the API figures can be rea
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
+import hashlib
 import json
 import multiprocessing
-import re
+import os
 import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -67,12 +78,18 @@ class ApiBench:
     latest_p99_ms: float
     sse_clients: int
     sse_events: int
-    sse_p50_ms: float
+    sse_p50_ms: float  # publish to the client's kernel receiving the event (the server's write)
     sse_p99_ms: float
+    sse_read_p50_ms: float  # publish to the client reading it (adds the generator's own delay)
+    sse_read_p99_ms: float
+    sse_first_ms: float  # median over events of the first delivery: Kafka and the consumer
     sse_api_cpu_share: float  # of one core
+    sse_generator_cpu_share: float
     sse_dropped: int
-    sse_ceiling_p50_ms: float  # the same clients against a stub server that writes from one loop
+    sse_ceiling_p50_ms: float  # the same clients against a C stub server that writes from one loop
     sse_ceiling_p99_ms: float
+    sse_ceiling_read_p50_ms: float
+    sse_ceiling_read_p99_ms: float
     sse_ceiling_cpu_share: float
 
 
@@ -195,118 +212,113 @@ async def _generator_ceiling(connections: int, seconds: float) -> float:
         proc.join(5)
 
 
-_STAMP = re.compile(rb'"bench_sent": ?([0-9.]+)')
+_SSE_LOAD = Path(__file__).with_name("sse_load.c")
 
 
-class _SseClient(asyncio.Protocol):
-    """One SSE subscriber, as cheap as a client can be: it only finds each event's send stamp."""
+def _sse_tool() -> Path:
+    """The SSE load generator (`sse_load.c`), compiled with the machine's C compiler into the
+    cache once per version of its source."""
+    source = _SSE_LOAD.read_bytes()
+    cache = Path(os.environ.get("WATTSTREAM_CACHE", Path.home() / ".cache/wattstream"))
+    exe = cache / "bin" / f"sse_load-{hashlib.sha256(source).hexdigest()[:12]}"
+    if not exe.exists():
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        cc = os.environ.get("CC", "cc")
+        partial = exe.with_suffix(".part")
+        subprocess.run([cc, "-O2", "-o", str(partial), str(_SSE_LOAD)], check=True)
+        partial.replace(exe)
+    return exe
 
-    def __init__(self, request: bytes, received: list[float], connected: list[int]) -> None:
-        self.request, self.received, self.connected = request, received, connected
-        self.head = False
-        self.tail = b""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(self.request)  # type: ignore[attr-defined]
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
-        if not self.head:
-            if b"\r\n\r\n" not in data:
-                return
-            self.head = True
-            self.connected[0] += 1
-            data = data.split(b"\r\n\r\n", 1)[1]
-        data = self.tail + data
-        cut = data.rfind(b"\n\n") + 2  # complete events only; the rest waits for the next read
-        self.tail = data[cut:]
-        for sent in _STAMP.findall(data, 0, cut):
-            self.received.append((now - float(sent)) * 1000)
+async def _line(proc: asyncio.subprocess.Process, within_s: float) -> str:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), within_s)
+    if not line:
+        raise RuntimeError(f"the SSE load generator ended (exit {await proc.wait()})")
+    return line.decode().strip()
 
 
 async def _sse(
     port: int, path: str, token: str, clients: int, seconds: float, pid: int, publish: Any
 ) -> dict[str, float]:
-    """`clients` subscribers of `path`; `publish()` once a second for `seconds`: per-delivery
-    latency from the stamp in each event, and the server process's CPU (share of one core)."""
-    loop = asyncio.get_running_loop()
-    received: list[float] = []
-    connected = [0]
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-    transports = []
-    for i in range(clients):
-        transport, _ = await loop.create_connection(
-            lambda: _SseClient(request, received, connected), "127.0.0.1", port
+    """`clients` subscribers of `path` (the C generator, in one process of its own); `publish()`
+    once a second for `seconds`: per-delivery latency from the stamp in each event, the server
+    process's CPU and the generator's (shares of one core)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "latencies"
+        gen = await asyncio.create_subprocess_exec(
+            str(_sse_tool()),
+            "clients",
+            str(port),
+            path,
+            token,
+            str(clients),
+            str(out),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
-        transports.append(transport)
-        if i % 500 == 499:
-            await asyncio.sleep(0.05)  # connect in waves, as real clients would
-    for _ in range(600):
-        if connected[0] >= clients:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
-    received.clear()
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    events = int(seconds)
-    for _ in range(events):
-        await publish()
-        await asyncio.sleep(1.0)
-    await asyncio.sleep(1.0)
-    cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
-    for t in transports:
-        t.close()
+        assert gen.stdin is not None
+        try:
+            if await _line(gen, 120) != "connected":
+                raise RuntimeError("the SSE load generator did not connect")
+            await asyncio.sleep(1.0)
+            gen.stdin.write(b"start\n")
+            cpu0, gen0, t0 = cpu_seconds(pid), cpu_seconds(gen.pid), time.perf_counter()
+            events = int(seconds)
+            for _ in range(events):
+                await publish()
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)
+            wall = time.perf_counter() - t0
+            cpu, gen_cpu = (cpu_seconds(pid) - cpu0) / wall, (cpu_seconds(gen.pid) - gen0) / wall
+            gen.stdin.write(b"stop\n")
+            done = await _line(gen, 30)
+            triples = array.array("d", out.read_bytes()).tolist()
+            delivered, read = triples[1::3], triples[2::3]
+            first: dict[float, float] = {}  # each event's first delivery: the way in, before fan-out
+            for sent, ms in zip(triples[::3], delivered, strict=True):
+                first[sent] = min(ms, first.get(sent, ms))
+            if done != f"done {len(delivered)}":
+                raise RuntimeError(f"the SSE load generator said {done!r}")
+        finally:
+            if gen.returncode is None:
+                gen.kill()
+            await gen.wait()
     return {
         "events": events,
-        "p50": percentile(received, 0.5),
-        "p99": percentile(received, 0.99),
+        "p50": percentile(delivered, 0.5),
+        "p99": percentile(delivered, 0.99),
+        "read_p50": percentile(read, 0.5),
+        "read_p99": percentile(read, 0.99),
+        "first": statistics.median(first.values()) if first else float("nan"),
         "cpu": cpu,
-        "missing": events * clients - len(received),
+        "generator_cpu": gen_cpu,
+        "missing": events * clients - len(delivered),
     }
 
 
-def _stub_sse_server(port: int, ready: Any, go: Any) -> None:
-    """The SSE load generator's ceiling: a server with nothing behind it that, each time `go` is
-    set, writes one stamped event to every connection straight from one loop."""
-
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    writers: list[asyncio.StreamWriter] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(head)
-        writers.append(writer)
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
-        ready.set()
-        async with server:
-            while True:
-                await asyncio.to_thread(go.wait)
-                go.clear()
-                event = b'data: {"bench_sent": %.6f}\n\n' % time.time()
-                chunk = b"%x\r\n%s\r\n" % (len(event), event)
-                for w in writers:
-                    w.write(chunk)
-
-    asyncio.run(serve())
-
-
 async def _sse_ceiling(clients: int, seconds: float) -> dict[str, float]:
+    """The same generator against the C stub server (`sse_load serve`): nothing behind it, each
+    event written to every connection from one loop, so this is what the generator and the
+    machine's loopback allow."""
     port = free_port()
-    ready, go = multiprocessing.Event(), multiprocessing.Event()
-    proc = multiprocessing.Process(target=_stub_sse_server, args=(port, ready, go), daemon=True)
-    proc.start()
-    ready.wait(10)
+    stub = await asyncio.create_subprocess_exec(
+        str(_sse_tool()), "serve", str(port), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert stub.stdin is not None
+    stdin = stub.stdin
 
     async def publish() -> None:
-        go.set()
+        stdin.write(b"go\n")
+        await stdin.drain()
 
     try:
-        return await _sse(port, "/", "stub", clients, seconds, proc.pid or 0, publish)
+        if await _line(stub, 10) != "ready":
+            raise RuntimeError("the SSE stub server did not start")
+        return await _sse(port, "/", "stub", clients, seconds, stub.pid, publish)
     finally:
-        proc.terminate()
-        proc.join(5)
+        stub.kill()
+        await stub.wait()
 
 
 async def _prepare(s: Settings) -> None:
@@ -437,10 +449,16 @@ async def run(
                 sse_events=int(sse["events"]),
                 sse_p50_ms=sse["p50"],
                 sse_p99_ms=sse["p99"],
+                sse_read_p50_ms=sse["read_p50"],
+                sse_read_p99_ms=sse["read_p99"],
+                sse_first_ms=sse["first"],
                 sse_api_cpu_share=sse["cpu"],
+                sse_generator_cpu_share=sse["generator_cpu"],
                 sse_dropped=int(sse["missing"]),
                 sse_ceiling_p50_ms=sse_stub["p50"],
                 sse_ceiling_p99_ms=sse_stub["p99"],
+                sse_ceiling_read_p50_ms=sse_stub["read_p50"],
+                sse_ceiling_read_p99_ms=sse_stub["read_p99"],
                 sse_ceiling_cpu_share=sse_stub["cpu"],
             )
         finally:
@@ -491,11 +509,14 @@ def report(b: ApiBench) -> str:
             f"latest value: {b.latest_rps:,.0f} req/s "
             f"(p50 {b.latest_p50_ms:.2f} ms, p99 {b.latest_p99_ms:.2f} ms), "
             f"{b.latest_rps / b.generator_ceiling_rps:.2f} of the generator's ceiling",
-            f"SSE: {b.sse_clients} clients × {b.sse_events} events: fan-out p50 {b.sse_p50_ms:.1f} ms, "
-            f"p99 {b.sse_p99_ms:.1f} ms; API CPU {b.sse_api_cpu_share:.1%} of a core; "
-            f"{b.sse_dropped} deliveries missing",
-            f"SSE load generator ceiling (the same clients, a stub server writing from one loop): "
-            f"p50 {b.sse_ceiling_p50_ms:.1f} ms, p99 {b.sse_ceiling_p99_ms:.1f} ms; "
+            f"SSE: {b.sse_clients} clients × {b.sse_events} events: fan-out (publish to the client's "
+            f"socket) p50 {b.sse_p50_ms:.1f} ms, p99 {b.sse_p99_ms:.1f} ms; read by the client "
+            f"p50 {b.sse_read_p50_ms:.1f} ms, p99 {b.sse_read_p99_ms:.1f} ms; "
+            f"first delivery {b.sse_first_ms:.1f} ms; API CPU {b.sse_api_cpu_share:.1%} of a core "
+            f"(the generator's {b.sse_generator_cpu_share:.1%}); {b.sse_dropped} deliveries missing",
+            f"SSE load generator ceiling (the same clients, a C stub server writing from one loop): "
+            f"fan-out p50 {b.sse_ceiling_p50_ms:.1f} ms, p99 {b.sse_ceiling_p99_ms:.1f} ms; "
+            f"read p50 {b.sse_ceiling_read_p50_ms:.1f} ms, p99 {b.sse_ceiling_read_p99_ms:.1f} ms; "
             f"stub CPU {b.sse_ceiling_cpu_share:.1%} of a core",
         ]
     )

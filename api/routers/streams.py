@@ -28,6 +28,7 @@ from api.streams import (
     SSE_CLIENTS,
     SSE_EVENTS,
     Event,
+    ServerWire,
     StreamHub,
     Subscription,
     parse_event_id,
@@ -78,6 +79,7 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": first, "more_body": True})
             # from here the hub may write this client's frames itself (see `Subscription`)
             sub.direct = scope.get(RAW_SEND)
+            sub.wire = ServerWire.of(sub.direct)
             while (chunk := await sub.next()) is not None:
                 sub.writing = True
                 try:
