@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -27,6 +28,7 @@ from api.metrics import RequestMetrics
 from api.routers import alerts, datacentre, emissions, energy, grid, health, keys, metrics, sites, streams
 from api.seriescache import SeriesCache
 from api.streams import RAW_SEND, DerivedTopics, Event, StreamHub, run_derived_consumer
+from core.jsontext import bucket_array_json
 from schemas.settings import Settings
 
 __all__ = ["create_app", "end_streams"]
@@ -106,6 +108,9 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
             tasks.append(asyncio.create_task(run_derived_consumer(derived, hub, stop)))
             tasks.append(asyncio.create_task(directory.run(stop)))
             tasks.append(asyncio.create_task(hub.run_heartbeats(settings.sse_heartbeat_s, stop)))
+            # compile (or load from Numba's cache) the series JSON kernel now, not on a first query
+            one, ones = np.zeros(1, dtype=np.int64), np.ones(1)
+            bucket_array_json(one, one, ones, ones, one)
             # what start-up built (modules, models, routes) lives as long as the process: leave it
             # out of the collector's full passes, which requests otherwise pay for
             gc.freeze()

@@ -42,22 +42,13 @@ def _csv(columns: Sequence[str], rows: Iterable[Sequence[object]], filename: str
 
 
 def energy_csv(series: Sequence[Mapping[str, Any]]) -> Response:
-    """Energy series, each an `EnergySeries` in plain data (its buckets with attributes)."""
+    """Energy series, each an `EnergySeries` in plain data whose buckets give their `rows()`:
+    (start, end, kWh, coverage, quality), the bounds already RFC 3339 text as in the JSON."""
     columns = ("site", "meter", "sub_item", "start", "end", "kwh", "coverage", "quality", "timezone")
     rows = (
-        (
-            s["site"],
-            s["meter"],
-            s["sub_item"],
-            b.start,  # already RFC 3339 text, as in the JSON answer
-            b.end,
-            b.kwh,
-            b.coverage,
-            b.quality,
-            s["timezone"],
-        )
+        (s["site"], s["meter"], s["sub_item"], *bucket, s["timezone"])
         for s in series
-        for b in s["buckets"]
+        for bucket in s["buckets"].rows()
     )
     return _csv(columns, rows, "energy.csv")
 

@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from api.routers.energy import _shaped
+from api.routers.energy import _encoder, _shaped
 from schemas.api import EnergySeries
 
 T0 = int(datetime(2026, 3, 28, tzinfo=UTC).timestamp())
@@ -61,13 +61,18 @@ def test_shaped_series_equals_a_per_bucket_reading(quarters: bool, meters: int, 
     }
     series = _shaped(_packed(row, meters), "15min" if quarters else "day", meter="main")  # type: ignore[arg-type]
     # what a client reads: the JSON, validated by the documented model
-    decoded = EnergySeries.model_validate_json(msgspec.json.encode(series))
-    assert [b.model_dump() for b in decoded.buckets] == _reference(row, meters)
+    body = _encoder.encode(series)
+    decoded = EnergySeries.model_validate_json(body)
+    expected = _reference(row, meters)
+    assert [b.model_dump() for b in decoded.buckets] == expected
+    # byte for byte what msgspec writes for the buckets as objects; CSV rows say the same
+    assert body == msgspec.json.encode(series | {"buckets": expected})
+    assert list(series["buckets"].rows()) == [tuple(b.values()) for b in msgspec.json.decode(body)["buckets"]]
     assert decoded.total_kwh == pytest.approx(sum(row["kwh"]))
     assert decoded.coverage == pytest.approx(
         sum(row["coverage_s"]) / sum((e - s) * meters for s, e in zip(starts, spans, strict=True))
     )
-    text = msgspec.json.decode(msgspec.json.encode(series))["buckets"][0]["start"]
+    text = msgspec.json.decode(body)["buckets"][0]["start"]
     assert text == msgspec.json.encode(datetime.fromtimestamp(starts[0], UTC)).decode().strip('"')
 
 
@@ -101,4 +106,5 @@ def test_an_empty_series() -> None:
     row = {"site_id": "s1", "timezone": "Asia/Shanghai", "meters": 0}
     row |= dict.fromkeys(("starts", "ends", "kwh", "coverage_s", "worst"))
     series = _shaped(row, "hour")  # type: ignore[arg-type]
-    assert series["buckets"] == [] and series["total_kwh"] == 0 and series["coverage"] == 0.0
+    assert len(series["buckets"]) == 0 and series["total_kwh"] == 0 and series["coverage"] == 0.0
+    assert msgspec.json.decode(_encoder.encode(series))["buckets"] == []
