@@ -127,6 +127,9 @@ def create_app(settings: Settings, registry: CollectorRegistry) -> FastAPI:
         version="0.1.0",
         summary="Live energy and carbon of buildings, data centres and grids",
         lifespan=lifespan,
+        # wattstream's own metrics are Prometheus (api.metrics); FastAPI's native OpenTelemetry
+        # would look up the global providers on every request to find none configured
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         # any route may meet a database restart (503, Retry-After) or a fault (500), in the one shape
         responses=error_responses(500, 503),
     )
