@@ -44,11 +44,17 @@ sites_router = APIRouter()  # routes over several sites
 # Each series shape is written once, with placeholders for where its meters, window, step and
 # time zone come from, and joined below to the site's row (`_ONE_METER`, `_SITE_TOTAL`): the
 # meters and zone from the rows, the window and step from $3, $4 and $5.
+#
+# A bucket's quality travels in its coverage's sign: the only quality the database decides is
+# "estimated" (a reading in it was; measured or partial follow from the coverage), and coverage
+# seconds are never negative (a CHECK), so an estimated bucket's seconds come negated. Adding
+# 0.0 first makes a stored -0.0 a +0.0, so the sign bit says "estimated" and nothing else. Each
+# array of a month costs the database about 0.2 ms: this saves one of four.
 _ARRAYS = """
 SELECT array_send(array_agg(start ORDER BY start)) AS starts, {ends} AS ends,
        array_send(array_agg(kwh ORDER BY start)) AS kwh,
-       array_send(array_agg(coverage_s ORDER BY start)) AS coverage_s,
-       array_send(array_agg(worst ORDER BY start)) AS worst
+       array_send(array_agg(CASE WHEN worst = 2 THEN -(coverage_s + 0.0) ELSE coverage_s + 0.0 END
+                            ORDER BY start)) AS signed_coverage_s
   FROM ({buckets}) b
 """
 # 15-minute buckets need no time zone arithmetic: every zone's UTC offset is a whole number of
@@ -107,7 +113,7 @@ def _epoch_seconds(data: bytes | None) -> npt.NDArray[np.int64]:
 # index); a series over a parameter array of meter ids took 8 to 13 ms with a kept plan.
 _ONE_METER = """
 SELECT s.site_id, s.tenant, s.timezone, m.meter_id, 1 AS meters,
-       q.starts, q.ends, q.kwh, q.coverage_s, q.worst
+       q.starts, q.ends, q.kwh, q.signed_coverage_s
   FROM sites s
   LEFT JOIN meters m ON m.site_id = s.site_id AND m.meter = $2
   LEFT JOIN LATERAL ({series}) q ON true
@@ -117,7 +123,7 @@ SELECT s.site_id, s.tenant, s.timezone, m.meter_id, 1 AS meters,
 # sub-item's meters
 _SITE_TOTAL = """
 SELECT s.site_id, s.tenant, s.timezone, cardinality(m.ids) AS meters,
-       q.starts, q.ends, q.kwh, q.coverage_s, q.worst
+       q.starts, q.ends, q.kwh, q.signed_coverage_s
   FROM sites s
   CROSS JOIN LATERAL (
         SELECT coalesce(array_agg(meter_id), '{{}}') AS ids FROM meters
@@ -212,9 +218,10 @@ def _shaped(
     starts = _epoch_seconds(row["starts"])
     ends = starts + 900 if row["ends"] is None else _epoch_seconds(row["ends"])
     lengths = (ends - starts).astype(np.float64) * max(row["meters"], 1)
-    seconds = _array(row["coverage_s"], ">f8").astype(np.float64)
+    signed = _array(row["signed_coverage_s"], ">f8").astype(np.float64)  # negative: estimated
+    seconds = np.abs(signed)
     coverage = np.minimum(np.divide(seconds, lengths, out=np.zeros_like(seconds), where=lengths > 0), 1.0)
-    quality = np.where(_array(row["worst"], ">i2") == 2, 2, np.where(coverage >= 1.0 - 1e-9, 0, 1))
+    quality = np.where(np.signbit(signed), 2, np.where(coverage >= 1.0 - 1e-9, 0, 1))
     kwh = _array(row["kwh"], ">f8").astype(np.float64)
     span = float(lengths.sum())
     return {

@@ -97,14 +97,17 @@ def _packed(row: dict[str, Any], meters: int = 1) -> dict[str, Any]:
         "starts": stamps(row["starts"]),
         "ends": None if row["ends"] is None else stamps(row["ends"]),
         "kwh": _sent(row["kwh"], ">f8"),
-        "coverage_s": _sent(row["coverage_s"], ">f8"),
-        "worst": _sent(row["worst"], ">i2"),
+        # as the statement sends them: an estimated bucket's seconds negated (-0.0 for none)
+        "signed_coverage_s": _sent(
+            [-(c + 0.0) if w == 2 else c + 0.0 for c, w in zip(row["coverage_s"], row["worst"], strict=True)],
+            ">f8",
+        ),
     }
 
 
 def test_an_empty_series() -> None:
     row = {"site_id": "s1", "timezone": "Asia/Shanghai", "meters": 0}
-    row |= dict.fromkeys(("starts", "ends", "kwh", "coverage_s", "worst"))
+    row |= dict.fromkeys(("starts", "ends", "kwh", "signed_coverage_s"))
     series = _shaped(row, "hour")  # type: ignore[arg-type]
     assert len(series["buckets"]) == 0 and series["total_kwh"] == 0 and series["coverage"] == 0.0
     assert msgspec.json.decode(_encoder.encode(series))["buckets"] == []
