@@ -6,7 +6,7 @@ worker), an admin key. The load generator is a minimal HTTP/1.1 keep-alive clien
 streams; its own ceiling is measured in the same run against a stub server (another process
 that answers every request with a fixed response), so the API figures can be read against it.
 
-1. A meter's 30 days at 15 minutes (2,880 buckets): one client, sequential requests; HTTP
+1. A meter's 30 days at 15 minutes (2,880 buckets): one client, 1,000 sequential requests; HTTP
    latency at the client and the server's own time (its `Server-Timing` header): p50 / p99.
    The month is vacuumed first, as autovacuum leaves settled history.
    Twice: from the database (`Cache-Control: no-cache`), then as kept between the site's live
@@ -130,7 +130,7 @@ def _request(path: str, token: str, extra: str = "") -> bytes:
 
 
 async def _sequential(
-    port: int, request: bytes, n: int = 200, warm: int = 20
+    port: int, request: bytes, n: int = 1000, warm: int = 20
 ) -> tuple[list[float], list[float]]:
     """One client, `n` requests one after another (after `warm` unmeasured): HTTP and server ms."""
     conn = await _Conn.open(port)
