@@ -42,6 +42,7 @@ __all__ = [
     "ServerWire",
     "StreamHub",
     "Subscription",
+    "chunked",
     "derived_consumer",
     "parse_event_id",
     "run_derived_consumer",
@@ -113,9 +114,14 @@ class ServerWire:
         return cls(cycle) if cycle.chunked_encoding is True else None
 
     def write(self, chunk: bytes) -> bool:
-        """Write one chunk now; False (nothing written) if uvicorn would not."""
+        """Write one chunk now; False (nothing written) if uvicorn would not yet. Raises
+        ConnectionError once the connection is gone: uvicorn marks only the connection's
+        current request as disconnected, which is not the stream's when the client sent
+        another request behind it, so the transport is asked too."""
         cycle = self._cycle
-        if cycle.disconnected or cycle.response_complete or cycle.flow.write_paused:
+        if cycle.disconnected or cycle.transport.is_closing():
+            raise ConnectionError("the client's connection is closed")
+        if cycle.response_complete or cycle.flow.write_paused:
             return False
         cycle.transport.write(chunk)
         return True
@@ -137,13 +143,15 @@ class Subscription:
     **Queued**: the frame is appended to the client's pending frames and its task
     wakes and writes everything pending in one chunk. A client more than `limit` frames behind
     is dropped: its pending frames are discarded and its stream ends (it may reconnect with
-    Last-Event-ID). Memory per client is bounded by `limit` frames plus one chunk in the
-    server's write buffer."""
+    Last-Event-ID). Memory per client is bounded by `limit` frames plus what the server's
+    transport holds before it pauses writing (its high-water mark, 64 KiB by default) and one
+    chunk more. A write that fails (the connection is gone) ends that stream alone."""
 
     __slots__ = (
         "_pending",
         "_waiter",
         "accept",
+        "broken",
         "channel",
         "closed",
         "direct",
@@ -159,6 +167,7 @@ class Subscription:
         self.limit = limit
         self.accept = accept  # a per-client filter (an alerts key's scope)
         self.closed = False
+        self.broken = False  # the connection failed under a write (no end of stream to send)
         self.dropped = False
         self.idle = True  # nothing pushed since the last heartbeat
         self.direct: Writer | None = None  # set by the response once its head is written
@@ -171,7 +180,12 @@ class Subscription:
         """Write the frame now if the client is caught up, else queue it; False (nothing queued)
         if the client is `limit` frames behind. `chunk` is the frame chunk-framed (`chunked`)."""
         if self.wire is not None and not self._pending and not self.writing and not self.closed:
-            if self.wire.write(chunk):
+            try:
+                written = self.wire.write(chunk)
+            except (OSError, RuntimeError):  # the connection is gone: end the stream
+                self._broke()
+                return True
+            if written:
                 self.idle = False
                 return True
         elif self.direct is not None and not self._pending and not self.writing and not self.closed:
@@ -183,8 +197,7 @@ class Subscription:
                 return True
             except (OSError, RuntimeError):  # the server refused the write: end the stream
                 log.warning("an SSE write failed; ending that stream", exc_info=True)
-                self.direct = None
-                self.close(discard=True)
+                self._broke()
                 return True
             send.close()  # it would wait for the client to read: not here, in the client's task
             self.direct = None
@@ -198,6 +211,11 @@ class Subscription:
         self.idle = False
         self._wake()
         return True
+
+    def _broke(self) -> None:
+        """The connection failed under a write: nothing more can be written to it."""
+        self.broken = True
+        self.close(discard=True)
 
     def close(self, *, discard: bool = False) -> None:
         """End the stream after what is pending (or at once, with `discard`)."""

@@ -85,7 +85,8 @@ class ApiBench:
     sse_first_ms: float  # median over events of the first delivery: Kafka and the consumer
     sse_api_cpu_share: float  # of one core
     sse_generator_cpu_share: float
-    sse_dropped: int
+    sse_dropped: int  # deliveries missing
+    sse_closed: int  # streams the API ended (clients dropped for falling behind)
     sse_ceiling_p50_ms: float  # the same clients against a C stub server that writes from one loop
     sse_ceiling_p99_ms: float
     sse_ceiling_read_p50_ms: float
@@ -278,7 +279,8 @@ async def _sse(
             first: dict[float, float] = {}  # each event's first delivery: the way in, before fan-out
             for sent, ms in zip(triples[::3], delivered, strict=True):
                 first[sent] = min(ms, first.get(sent, ms))
-            if done != f"done {len(delivered)}":
+            said, count, closed = [*done.split(), "", ""][:3]
+            if said != "done" or count != str(len(delivered)) or not closed.isdigit():
                 raise RuntimeError(f"the SSE load generator said {done!r}")
         finally:
             if gen.returncode is None:
@@ -294,6 +296,7 @@ async def _sse(
         "cpu": cpu,
         "generator_cpu": gen_cpu,
         "missing": events * clients - len(delivered),
+        "closed": int(closed),
     }
 
 
@@ -455,6 +458,7 @@ async def run(
                 sse_api_cpu_share=sse["cpu"],
                 sse_generator_cpu_share=sse["generator_cpu"],
                 sse_dropped=int(sse["missing"]),
+                sse_closed=int(sse["closed"]),
                 sse_ceiling_p50_ms=sse_stub["p50"],
                 sse_ceiling_p99_ms=sse_stub["p99"],
                 sse_ceiling_read_p50_ms=sse_stub["read_p50"],
@@ -513,7 +517,8 @@ def report(b: ApiBench) -> str:
             f"socket) p50 {b.sse_p50_ms:.1f} ms, p99 {b.sse_p99_ms:.1f} ms; read by the client "
             f"p50 {b.sse_read_p50_ms:.1f} ms, p99 {b.sse_read_p99_ms:.1f} ms; "
             f"first delivery {b.sse_first_ms:.1f} ms; API CPU {b.sse_api_cpu_share:.1%} of a core "
-            f"(the generator's {b.sse_generator_cpu_share:.1%}); {b.sse_dropped} deliveries missing",
+            f"(the generator's {b.sse_generator_cpu_share:.1%}); {b.sse_dropped} deliveries missing, "
+            f"{b.sse_closed} streams ended by the server",
             f"SSE load generator ceiling (the same clients, a C stub server writing from one loop): "
             f"fan-out p50 {b.sse_ceiling_p50_ms:.1f} ms, p99 {b.sse_ceiling_p99_ms:.1f} ms; "
             f"read p50 {b.sse_ceiling_read_p50_ms:.1f} ms, p99 {b.sse_ceiling_read_p99_ms:.1f} ms; "

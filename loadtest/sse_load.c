@@ -5,7 +5,7 @@
  *       Opens N connections to 127.0.0.1:PORT, each `GET PATH` with `Authorization: Bearer
  *       TOKEN`, in waves of 500. Prints "connected\n" once every response head has arrived.
  *       Then, on stdin: "start" begins recording; "stop" writes what it recorded to the file
- *       OUT, prints "done COUNT\n" and exits. It records, for each event each client received,
+ *       OUT, prints "done COUNT CLOSED\n" (CLOSED: streams the server ended) and exits. It records, for each event each client received,
  *       three native float64: the event's `"bench_sent": SECONDS` stamp (CLOCK_REALTIME, as
  *       Python's time.time()), then in ms after it: when the client's kernel received the
  *       bytes (SO_TIMESTAMPNS: on loopback, the moment the server's write delivered them), and
@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +151,7 @@ static int clients(int port, const char *path, const char *token, int n, const c
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
     struct epoll_event ready[1024];
-    int opened = 0, heads = 0, recording = 0, announced = 0;
+    int opened = 0, heads = 0, recording = 0, announced = 0, closed = 0;
     double wave_at = 0;
     for (;;) {
         if (opened < n && now_s() - wave_at >= 0.05) { /* the next wave, as real clients come */
@@ -190,7 +191,7 @@ static int clients(int port, const char *path, const char *token, int n, const c
                     } else if (!strcmp(line, "stop") || !*line) {
                         FILE *f = fopen(out, "wb");
                         if (!f || fwrite(lat, sizeof *lat, nlat, f) != nlat || fclose(f)) die("write latencies");
-                        printf("done %zu\n", nlat / 3);
+                        printf("done %zu %d\n", nlat / 3, closed);
                         fflush(stdout);
                         return 0;
                     }
@@ -216,13 +217,26 @@ static int clients(int port, const char *path, const char *token, int n, const c
             ssize_t r = receive(c, &arrived);
             if (r <= 0) {
                 if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-                errno = r ? errno : 0;
-                die(r ? "read" : "the server closed a stream");
+                if (!c->head) { /* before its head: the stream was never opened */
+                    errno = r ? errno : 0;
+                    die(r ? "read" : "the server closed a connection before answering");
+                }
+                if (r < 0 && errno != ECONNRESET) die("read");
+                close(c->fd); /* the server ended the stream (a slow client dropped): counted */
+                c->fd = -1;
+                closed++;
+                continue;
             }
             c->len += (size_t)r;
             if (!c->head) {
                 char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
-                if (!end) continue;
+                if (!end) {
+                    if (c->len == BUF) {
+                        errno = 0;
+                        die("a response head larger than the buffer");
+                    }
+                    continue;
+                }
                 if (memcmp(c->buf, "HTTP/1.1 200", 12)) {
                     errno = 0;
                     die("a stream was refused (not 200)");
@@ -286,8 +300,12 @@ static int serve(int port) {
                     char event[128], chunk[160];
                     int elen = snprintf(event, sizeof event, "data: {\"bench_sent\": %.6f}\n\n", now_s());
                     int clen = snprintf(chunk, sizeof chunk, "%x\r\n%s\r\n", elen, event);
-                    for (int s = 0; s < nstreams; s++)
-                        if (write(streams[s], chunk, (size_t)clen) != clen) die("write event");
+                    for (int s = 0; s < nstreams; s++) {
+                        if (streams[s] < 0 || write(streams[s], chunk, (size_t)clen) == clen) continue;
+                        if (errno != EPIPE && errno != ECONNRESET) die("write event");
+                        close(streams[s]); /* that client went */
+                        streams[s] = -1;
+                    }
                 }
             } else { /* a request: its head is read whole or not at all here (they are small) */
                 char req[4096];
@@ -311,6 +329,7 @@ static int serve(int port) {
 }
 
 int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed socket fails with EPIPE instead */
     if (argc == 7 && !strcmp(argv[1], "clients")) return clients(atoi(argv[2]), argv[3], argv[4], atoi(argv[5]), argv[6]);
     if (argc == 3 && !strcmp(argv[1], "serve")) return serve(atoi(argv[2]));
     fprintf(stderr, "usage: sse_load clients PORT PATH TOKEN N OUT | sse_load serve PORT\n");

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Final
 
 __all__ = ["EPOCH", "from_epoch_us", "rfc3339", "to_epoch_us", "utc_text"]
 
@@ -24,29 +23,13 @@ def from_epoch_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
-class _UtcText(dict[int, str]):
-    """Epoch second -> "2026-01-01T00:15:00Z" (msgspec's text for an aware UTC datetime), kept:
-    bucket boundaries recur from one request to the next, so most lookups are hits. A lookup
-    runs in C (`map(text.__getitem__, ...)`); only a miss formats. Bounded by `MAX` entries."""
-
-    MAX: Final = 200_000  # about two years of quarter hours; some 30 MB when full
-
-    def __missing__(self, second: int) -> str:
-        if len(self) >= self.MAX:
-            self.clear()
-        t = EPOCH + timedelta(seconds=second)
-        text = self[second] = (
-            f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
-        )
-        return text
-
-
-_UTC_TEXT = _UtcText()
-
-
 def utc_text(seconds: Iterable[int]) -> list[str]:
-    """The RFC 3339 text of whole UTC epoch seconds, as the API's JSON writes aware datetimes."""
-    return list(map(_UTC_TEXT.__getitem__, seconds))
+    """The RFC 3339 text of whole UTC epoch seconds, as the API's JSON writes aware datetimes
+    (the JSON itself has them from `core.jsontext`; this is for CSV)."""
+    return [
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
+        for t in (EPOCH + timedelta(seconds=s) for s in seconds)
+    ]
 
 
 def rfc3339(ts: datetime) -> str:

@@ -87,7 +87,8 @@ class EventStream(Response):
                 finally:
                     sub.writing = False
             self.hub.unsubscribe(sub)  # before the end: nothing may be written after it
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not sub.broken:  # a connection that failed under a write takes nothing more
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client went while we wrote (ASGI 2.4 servers say so with OSError)
         finally:

@@ -99,7 +99,7 @@ def _packed(row: dict[str, Any], meters: int = 1) -> dict[str, Any]:
         "kwh": _sent(row["kwh"], ">f8"),
         # as the statement sends them: an estimated bucket's seconds negated (-0.0 for none)
         "signed_coverage_s": _sent(
-            [-(c + 0.0) if w == 2 else c + 0.0 for c, w in zip(row["coverage_s"], row["worst"], strict=True)],
+            [-abs(c) if w == 2 else abs(c) for c, w in zip(row["coverage_s"], row["worst"], strict=True)],
             ">f8",
         ),
     }
