@@ -3,19 +3,23 @@
  *
  *   sse_load clients PORT PATH TOKEN N OUT
  *       Opens N connections to 127.0.0.1:PORT, each `GET PATH` with `Authorization: Bearer
- *       TOKEN`, in waves of 500. Prints "connected\n" once every response head has arrived.
- *       Then, on stdin: "start" begins recording; "stop" writes what it recorded to the file
- *       OUT, prints "done COUNT CLOSED\n" (CLOSED: streams the server ended) and exits. It records, for each event each client received,
- *       three native float64: the event's `"bench_sent": SECONDS` stamp (CLOCK_REALTIME, as
- *       Python's time.time()), then in ms after it: when the client's kernel received the
- *       bytes (SO_TIMESTAMPNS: on loopback, the moment the server's write delivered them), and
- *       when this program read them.
+ *       TOKEN`, in waves of 500 (a connection that fails before its response head is opened
+ *       again, at most 3 times in all, each time said on stderr). Prints "connected\n" once
+ *       every response head has arrived. Then, on stdin: "start" begins recording; "stop"
+ *       writes what it recorded to the file OUT, prints "done COUNT CLOSED\n" (CLOSED: the
+ *       streams the server ended) and exits. It records, for each event each client
+ *       received, three native float64: the event's `"bench_sent": SECONDS` stamp
+ *       (CLOCK_REALTIME, as Python's time.time()), then in ms after it: when the client's
+ *       kernel received the bytes (SO_TIMESTAMPNS: on loopback, the moment the server's write
+ *       delivered them), and when this program read them.
  *   sse_load serve PORT
  *       The generator's ceiling: a server with nothing behind it. It answers each request with
  *       a chunked event-stream head, prints "ready\n", and on each "go" line on stdin writes one
- *       stamped event to every connection, one after another. It exits at the end of stdin.
+ *       stamped event to every connection, one after another (a client that went is skipped).
+ *       It exits at the end of stdin.
  *
- * Any failure prints one line on stderr and exits 1. */
+ * A failure (a response other than 200, a connection failing a third time) prints one line on
+ * stderr and exits 1. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,6 +83,7 @@ struct conn {
     int fd;
     int connected; /* the TCP connection is up and the request written */
     int head;      /* the response head has arrived */
+    int tries;     /* connections opened for it */
     size_t len;
     char buf[BUF];
 };
@@ -135,6 +140,29 @@ static ssize_t receive(struct conn *c, double *arrived) {
     return r;
 }
 
+/* Open (or open again) a client's connection: non-blocking connect, then its request once
+ * writable. A connection that fails before its response head is tried again, as a client
+ * would, at most TRIES times in all; each retry is told on stderr. */
+#define TRIES 3
+
+static void open_conn(struct conn *c, int ep, const struct sockaddr_in *addr, const char *why) {
+    if (c->tries) {
+        if (c->tries >= TRIES) die(why);
+        fprintf(stderr, "sse_load: %s: %s; connecting again\n", why, errno ? strerror(errno) : "closed");
+        close(c->fd);
+    }
+    c->tries++;
+    c->connected = 0;
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) die("socket");
+    int one = 1;
+    if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) die("SO_TIMESTAMPNS");
+    if (connect(c->fd, (const struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) die("connect");
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
+}
+
 static int clients(int port, const char *path, const char *token, int n, const char *out) {
     char request[4096];
     int rlen = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
@@ -156,18 +184,7 @@ static int clients(int port, const char *path, const char *token, int n, const c
     for (;;) {
         if (opened < n && now_s() - wave_at >= 0.05) { /* the next wave, as real clients come */
             wave_at = now_s();
-            for (int k = 0; k < WAVE && opened < n; k++, opened++) {
-                struct conn *c = &conns[opened];
-                c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-                if (c->fd < 0) die("socket");
-                int one = 1;
-                if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0) die("SO_TIMESTAMPNS");
-                if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
-                    die("connect");
-                ev.events = EPOLLIN | EPOLLOUT;
-                ev.data.ptr = c;
-                if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
-            }
+            for (int k = 0; k < WAVE && opened < n; k++, opened++) open_conn(&conns[opened], ep, &addr, "connect");
         }
         if (!announced && heads == n) {
             printf("connected\n");
@@ -204,9 +221,13 @@ static int clients(int port, const char *path, const char *token, int n, const c
                 getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
                 if (err) {
                     errno = err;
-                    die("connect");
+                    open_conn(c, ep, &addr, "connect");
+                    continue;
                 }
-                if (write(c->fd, request, (size_t)rlen) != rlen) die("write request");
+                if (write(c->fd, request, (size_t)rlen) != rlen) {
+                    open_conn(c, ep, &addr, "write request");
+                    continue;
+                }
                 c->connected = 1;
                 ev.events = EPOLLIN;
                 ev.data.ptr = c;
@@ -219,7 +240,8 @@ static int clients(int port, const char *path, const char *token, int n, const c
                 if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
                 if (!c->head) { /* before its head: the stream was never opened */
                     errno = r ? errno : 0;
-                    die(r ? "read" : "the server closed a connection before answering");
+                    open_conn(c, ep, &addr, "the server closed a connection before answering");
+                    continue;
                 }
                 if (r < 0 && errno != ECONNRESET) die("read");
                 close(c->fd); /* the server ended the stream (a slow client dropped): counted */
@@ -238,8 +260,8 @@ static int clients(int port, const char *path, const char *token, int n, const c
                     continue;
                 }
                 if (memcmp(c->buf, "HTTP/1.1 200", 12)) {
-                    errno = 0;
-                    die("a stream was refused (not 200)");
+                    fprintf(stderr, "sse_load: a stream was refused: %.*s\n", (int)strcspn(c->buf, "\r"), c->buf);
+                    exit(1);
                 }
                 c->head = 1;
                 heads++;
