@@ -95,10 +95,11 @@ class ServerWire:
     writes a frame, chunk-framed once per event, straight to its transport. That is exactly what
     uvicorn's `send` does for a body message that does not end the response, without building a
     message, a coroutine and the framing again for each of 10,000 clients. Only while uvicorn
-    would write at once: not once the client went or the response ended, nor while flow control
-    has paused writing (the client is not reading); then the frame goes the queued way, through
-    uvicorn's `send`. Any other server (or a response that is not chunked) gets no wire and is
-    written through its `send`. tests/unit/test_server_wire.py holds uvicorn to this."""
+    would write at once: not once the response ended, nor while flow control has paused writing
+    (the client is not reading); then the frame goes the queued way, through uvicorn's `send`.
+    Once the connection is gone it refuses (ConnectionError) and that stream ends. Any other
+    server (or a response that is not chunked) gets no wire and is written through its `send`.
+    tests/unit/test_server_wire.py holds uvicorn to this."""
 
     __slots__ = ("_cycle",)
 
