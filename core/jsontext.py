@@ -103,11 +103,10 @@ def _time(
         if not _date(date, days):
             return -1
         day[0] = days
-    for k in range(10):
-        out[pos + k] = date[k]
+    pos = _put(out, pos, date)
     second = epoch_s - days * 86400
-    out[pos + 10] = 84  # T
-    pos = _pair(out, pos + 11, second // 3600)
+    out[pos] = 84  # T
+    pos = _pair(out, pos + 1, second // 3600)
     out[pos] = 58  # :
     pos = _pair(out, pos + 1, second // 60 % 60)
     out[pos] = 58
