@@ -10,7 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas.settings import TopicSpec
 
-__all__ = ["ensure_topics"]
+__all__ = ["delete_topics", "ensure_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -57,5 +57,18 @@ async def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> dict[str,
         for name, what in done.items():
             log.info("topic %s: %s", name, what)
         return done
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: Sequence[str]) -> list[str]:
+    """Delete those of `names` that exist (a scratch run's topics, at its end); returns them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="wattstream-admin")
+    await admin.start()
+    try:
+        present = sorted(set(names) & set(await admin.list_topics()))
+        if present:
+            await admin.delete_topics(present)
+        return present
     finally:
         await admin.close()

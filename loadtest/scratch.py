@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import uuid
@@ -14,19 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from ingest.migrate import apply_migrations
-from ingest.topics import ensure_topics
+from ingest.topics import delete_topics, ensure_topics
 from schemas.settings import Settings
 
 __all__ = [
     "cpu_seconds",
+    "drop_topics",
     "fresh_topics",
     "percentile",
     "scratch",
     "settings_env",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _on_database(dsn: SecretStr, database: str) -> SecretStr:
@@ -62,9 +67,20 @@ async def fresh_topics(s: Settings, label: str, **overrides: Any) -> Settings:
     return fresh
 
 
+async def drop_topics(s: Settings) -> None:
+    """Delete the topics `fresh_topics` made for `s`: a broker keeps every topic ever created,
+    and a test run creates hundreds (one set per test), so left behind they pile up across runs
+    until the broker runs out of file descriptors. Clean-up only: a broker that cannot be
+    reached (a test stopped it) leaves them, with a warning."""
+    try:
+        await asyncio.wait_for(delete_topics(s.kafka_bootstrap, [t.name for t in s.topics()]), 30)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("could not delete the scratch topics of %s: %s", s.consumer_group, exc)
+
+
 @asynccontextmanager
 async def scratch(base: Settings, label: str, **overrides: Any) -> AsyncIterator[Settings]:
-    """A freshly migrated database and fresh topics; the database is dropped on exit."""
+    """A freshly migrated database and fresh topics; both are dropped on exit."""
     database = f"wattstream_{label}_{uuid.uuid4().hex[:8]}"
     await _owner_execute(base, f'CREATE DATABASE "{database}"')
     try:
@@ -76,7 +92,11 @@ async def scratch(base: Settings, label: str, **overrides: Any) -> AsyncIterator
             }
         )
         await apply_migrations(s.migrate_database_url.get_secret_value(), s.app_role, s.api_role)
-        yield await fresh_topics(s, label, **overrides)
+        fresh = await fresh_topics(s, label, **overrides)
+        try:
+            yield fresh
+        finally:
+            await drop_topics(fresh)
     finally:
         await _drop(base, database)
 

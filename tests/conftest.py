@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.scratch import fresh_topics, scratch
+from loadtest.scratch import drop_topics, fresh_topics, scratch
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +51,9 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-async def pipeline(settings: Settings) -> Settings:
-    """The session's settings with topics and a consumer group of this test's own."""
-    return await fresh_topics(settings, "test")
+async def pipeline(settings: Settings) -> AsyncIterator[Settings]:
+    """The session's settings with topics and a consumer group of this test's own, deleted
+    after the test."""
+    fresh = await fresh_topics(settings, "test")
+    yield fresh
+    await drop_topics(fresh)
