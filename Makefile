@@ -28,7 +28,7 @@ typecheck: install  ## mypy --strict
 
 test: install  ## all tests (unit, integration against real Kafka + TimescaleDB via deploy/), then the kernels without JIT
 	$(VENV)/bin/pytest
-	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q tests/unit/test_energy_kernels.py tests/unit/test_intensity_kernels.py tests/unit/test_jsontext.py
+	NUMBA_DISABLE_JIT=1 $(VENV)/bin/pytest -q tests/unit/test_energy_kernels.py tests/unit/test_intensity_kernels.py tests/unit/test_jsontext.py tests/unit/test_jsonscan.py
 
 test-unit: install  ## unit tests only (no services)
 	$(VENV)/bin/pytest tests/unit

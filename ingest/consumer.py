@@ -15,7 +15,10 @@ a subclass says what a batch does (`process`), using `in_transaction` for its da
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -25,11 +28,15 @@ from typing import TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from core.jsonscan import nesting_exceeds
 from ingest import metrics
 from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError
+from ingest.topics import max_message_bytes
+from schemas.deadletter import dead_letter_headers
 from schemas.messages import InvalidMessage
 from schemas.settings import Settings
 from wattstream.dberrors import is_transient_db_error
@@ -39,6 +46,7 @@ __all__ = [
     "FencedConsumer",
     "OffsetAdvance",
     "OffsetStore",
+    "fit_dead_letter",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,22 @@ _STORED_OFFSETS = """
 SELECT partition, next_offset FROM ingest_offsets
  WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])
 """
+_KEEP_RECORD = """
+INSERT INTO dead_letter_records
+       (consumer_group, topic, partition, kafka_offset, reason, error, record_key, record_value,
+        record_headers, value_length, value_sha256, truncated)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+ON CONFLICT (consumer_group, topic, partition, kafka_offset) DO NOTHING
+"""
+_COUNT_FAILURE = """
+INSERT INTO ingest_failures AS f (consumer_group, topic, partition, kafka_offset, failures, error)
+VALUES ($1, $2, $3, $4, 1, $5)
+ON CONFLICT (consumer_group, topic, partition, kafka_offset) DO UPDATE
+   SET failures = f.failures + 1, error = EXCLUDED.error, last_failed_at = now()
+RETURNING failures
+"""
+# A record's own key beyond this is cut from a dead letter that does not fit its topic.
+_TRUNCATED_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +125,54 @@ class OffsetStore:
             raise FencedOffsets(f"{self.topic} partitions {lost} were advanced by another consumer")
 
 
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """A dead letter as it goes to Kafka."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    truncated: bool
+
+
+def fit_dead_letter(
+    msg: ConsumerRecord, why: Sequence[InvalidMessage], *, max_bytes: int, truncate_to: int
+) -> _Outgoing:
+    """The dead letter of `msg`: its key, value and headers with the worker's in front, or, when
+    that would not fit a record batch of `max_bytes` (the topic's `max.message.bytes`), the
+    first `truncate_to` bytes of the value and 1 KiB of the key, with the original's length and
+    hash, and without the record's own headers if they still do not fit."""
+    value, key = msg.value, msg.key
+    own = list(msg.headers or ())
+    reasons = [p.reason for p in why]
+    error = "; ".join(p.error for p in why)
+    origin = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+    headers = dead_letter_headers(reasons=reasons, error=error, **origin) + own
+    if _record_bytes(key, value, headers) <= max_bytes:
+        return _Outgoing(key, value, headers, truncated=False)
+    whole = value or b""
+    value = whole[:truncate_to]
+    key = key[:_TRUNCATED_KEY_BYTES] if key is not None else None
+    ours = dead_letter_headers(
+        reasons=reasons, error=error, truncated_from=(len(whole), hashlib.sha256(whole).hexdigest()), **origin
+    )
+    headers = ours + own
+    if _record_bytes(key, value, headers) > max_bytes:
+        headers = ours
+    return _Outgoing(key, value, headers, truncated=True)
+
+
+def _record_bytes(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    # the producer's own estimate of a one-record batch, which it checks against max_request_size
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+
+
+def _kafka_away(exc: BaseException) -> bool:
+    """Kafka could not take the batch's output (a broker restarting, a leader moving): the batch
+    is held and read again, as it is while the database is away."""
+    return isinstance(exc, KafkaError) and (bool(exc.retriable) or isinstance(exc, KafkaTimeoutError))
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: FencedConsumer) -> None:
         self._c = consumer
@@ -132,6 +204,9 @@ class FencedConsumer(ABC):
         self._producer: AIOKafkaProducer | None = None
         self._last_hint = 0.0
         self._last_tick = time.monotonic()
+        self._stop = asyncio.Event()
+        self._deadletter_max_bytes = 0  # the dead-letter topic's max.message.bytes, read at start
+        self._kafka_delay = settings.db_retry_initial_s
 
     # --- what a subclass provides ---
 
@@ -154,24 +229,43 @@ class FencedConsumer(ABC):
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self._s
+        self._stop = stop
         self._pool = await self._create_pool(stop)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            client_id=f"{self._client_id}-out",
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=self._group,
-            client_id=self._client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=s.ingest_max_partition_fetch_bytes,
-            session_timeout_ms=s.ingest_session_timeout_ms,
-            heartbeat_interval_ms=max(s.ingest_session_timeout_ms // 5, 1000),
-        )
+        try:
+            limits = await max_message_bytes(s.kafka_bootstrap, [s.topic_deadletter, self._topic])
+            # the producer may send whatever the dead-letter topic takes (dead letters are truncated
+            # to fit it), and the consumer fetches whatever its topic takes: a record Kafka accepted
+            # is one this consumer can read, and dead-letter
+            self._deadletter_max_bytes = limits[s.topic_deadletter]
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=s.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                client_id=f"{self._client_id}-out",
+                max_request_size=self._deadletter_max_bytes,
+            )
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=s.kafka_bootstrap,
+                group_id=self._group,
+                client_id=self._client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                max_partition_fetch_bytes=max(s.ingest_max_partition_fetch_bytes, limits[self._topic]),
+                session_timeout_ms=s.ingest_session_timeout_ms,
+                heartbeat_interval_ms=max(s.ingest_session_timeout_ms // 5, 1000),
+            )
+            log.info(
+                "record limits: %d bytes on %s, %d on %s",
+                limits[self._topic],
+                self._topic,
+                self._deadletter_max_bytes,
+                s.topic_deadletter,
+                extra={"topic": self._topic},
+            )
+        except BaseException:
+            await self._pool.close()
+            raise
         try:
             await self._producer.start()
             self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -185,17 +279,183 @@ class FencedConsumer(ABC):
                     async with self.batch_lock:
                         owned = self._owned(batch)
                         if owned:
-                            await self.process(owned, stop)
+                            await self._guarded(owned, stop)
                     await self._hint_commit()
                 if time.monotonic() - self._last_tick >= s.alert_tick_s and self.positions:
                     self._last_tick = time.monotonic()
                     async with self.batch_lock:
-                        await self.tick()
+                        await self._guarded_tick()
+        except DatabaseUnavailable as exc:
+            if not stop.is_set():
+                raise
+            # asked to stop while the database is away: what is uncommitted is read again by
+            # whoever owns the partitions next, so stopping now loses nothing
+            log.warning("stopping with the database away: %s", exc, extra={"topic": self._topic})
         finally:
             await self._consumer.stop()
             await self._producer.stop()
             await self._pool.close()
             log.info("consumer stopped", extra={"topic": self._topic, "group": self._group})
+
+    # --- what no record may do: stop the loop ---
+
+    async def _guarded(self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event) -> None:
+        """Process a batch; if that raises for any reason but the database or Kafka being away,
+        find the records at fault (see `_settle`) instead of letting the exception reach the loop."""
+        try:
+            await self.process(owned, stop)
+        except DatabaseUnavailable:
+            raise  # stopping with the database away: run() ends quietly
+        except Exception as exc:  # noqa: BLE001 - the last-resort guard: nothing from a record reaches the loop
+            if _kafka_away(exc):
+                await self._hold(owned, stop, exc)
+                return
+            first = min(owned.items(), key=lambda kv: kv[0].partition)
+            log.warning(
+                "batch failed, settling it record by record: %r",
+                exc,
+                extra={"topic": self._topic, "partition": first[0].partition, "offset": first[1][0].offset},
+            )
+            self.forget_state()
+            for tp, msgs in sorted(owned.items(), key=lambda kv: kv[0].partition):
+                await self._settle(tp, msgs, stop)
+        else:
+            self._kafka_delay = self._s.db_retry_initial_s
+
+    async def _settle(self, tp: TopicPartition, msgs: list[ConsumerRecord], stop: asyncio.Event) -> bool:
+        """Process `msgs` (in order, of one partition) in halves until each failing record stands
+        alone, committing what succeeds; True when all of them are committed or passed. A record
+        that fails alone is counted in the database; it is read again after a pause until it has
+        failed `ingest_max_failures` times, then kept, dead-lettered and passed (`_give_up`)."""
+        if stop.is_set() or tp not in self.positions:
+            return False
+        try:
+            await self.process({tp: msgs}, stop)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - halved until the record at fault stands alone
+            if _kafka_away(exc):
+                await self._hold({tp: msgs}, stop, exc)
+                return False
+            self.forget_state()
+            if len(msgs) > 1:
+                mid = len(msgs) // 2
+                return await self._settle(tp, msgs[:mid], stop) and await self._settle(tp, msgs[mid:], stop)
+            return await self._failed(tp, msgs[0], exc, stop)
+        # not moved on: the offsets were fenced and the consumer has sought elsewhere
+        return bool(self.positions.get(tp) == msgs[-1].offset + 1)
+
+    async def _failed(
+        self, tp: TopicPartition, msg: ConsumerRecord, exc: Exception, stop: asyncio.Event
+    ) -> bool:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        failures: int = await self._retrying(
+            lambda conn: conn.fetchval(
+                _COUNT_FAILURE, self._group, msg.topic, msg.partition, msg.offset, error
+            )
+        )
+        metrics.PROCESSING_FAILURES.labels(self._topic).inc()
+        where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+        log.error(
+            "processing a record failed (%d of %d)",
+            failures,
+            self._s.ingest_max_failures,
+            exc_info=exc,
+            extra=where,
+        )
+        if failures < self._s.ingest_max_failures:
+            # read it again after a pause: a fault that clears (a bug fixed by a redeploy, a
+            # resource freed) must not cost a record
+            self.kafka_consumer.seek(tp, msg.offset)
+            await _sleep_or_stop(min(self._s.db_retry_initial_s * 2**failures, self._s.db_retry_max_s), stop)
+            return False
+        return await self._give_up(tp, msg, f"processing failed {failures} times; last: {error}", stop)
+
+    async def _give_up(
+        self, tp: TopicPartition, msg: ConsumerRecord, error: str, stop: asyncio.Event
+    ) -> bool:
+        """Keep the record's bytes, dead-letter it as `processing_failed` and move past it."""
+        why = [InvalidMessage("processing_failed", error)]
+
+        async def keep_and_pass(conn: asyncpg.Connection) -> None:
+            await self._keep_records(conn, [(msg, why, False)])
+            await self.send_dead_letters(conn, [(msg, why)])
+            async with conn.transaction():
+                await self.offsets.advance(
+                    conn, [OffsetAdvance(tp.partition, self.positions[tp], msg.offset + 1)]
+                )
+
+        try:
+            await self._retrying(keep_and_pass)
+        except FencedOffsets as exc:
+            log.warning("offsets fenced, re-seeking: %s", exc, extra={"topic": self._topic})
+            await self.seek_to_stored(list(self.positions))
+            return False
+        except Exception as exc:
+            if not _kafka_away(exc):
+                raise
+            await self._hold({tp: [msg]}, stop, exc)
+            return False
+        self.positions[tp] = msg.offset + 1
+        metrics.POISON_PASSED.labels(self._topic).inc()
+        log.error(
+            "record passed after failing %d times: kept in dead_letter_records, dead-lettered",
+            self._s.ingest_max_failures,
+            extra={
+                "topic": msg.topic,
+                "partition": msg.partition,
+                "offset": msg.offset,
+                "reason": "processing_failed",
+            },
+        )
+        return True
+
+    async def _hold(
+        self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event, exc: Exception
+    ) -> None:
+        """Kafka could not take a batch's output: read the uncommitted part again after a pause."""
+        metrics.KAFKA_RETRIES.inc()
+        first = min(owned.items(), key=lambda kv: kv[0].partition)
+        log.warning(
+            "Kafka unavailable, batch held and read again in %.1f s: %r",
+            self._kafka_delay,
+            exc,
+            extra={"topic": self._topic, "partition": first[0].partition, "offset": first[1][0].offset},
+        )
+        for tp, msgs in owned.items():
+            if tp in self.positions and self.positions[tp] <= msgs[-1].offset:
+                self.kafka_consumer.seek(tp, msgs[0].offset)
+        self.forget_state()
+        await _sleep_or_stop(self._kafka_delay, stop)
+        self._kafka_delay = min(self._kafka_delay * 2, self._s.db_retry_max_s)
+
+    async def _guarded_tick(self) -> None:
+        try:
+            await self.tick()
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if not (_kafka_away(exc) or is_transient_db_error(exc)):
+                metrics.PROCESSING_FAILURES.labels(self._topic).inc()
+            # timer work is redone at the next tick from the database's state; a failure here
+            # holds nothing back, and is counted and logged rather than stopping the consumer
+            log.exception("timer work failed; retried at the next tick", extra={"topic": self._topic})
+
+    def screen(self, msg: ConsumerRecord) -> InvalidMessage | None:
+        """Refuse a record value too large or too deeply nested to decode, before decoding it."""
+        value = msg.value
+        if value is None:
+            return None
+        if len(value) > self._s.ingest_max_record_bytes:
+            return InvalidMessage(
+                "too_large",
+                f"value is {len(value)} bytes, over the {self._s.ingest_max_record_bytes}-byte limit",
+            )
+        if nesting_exceeds(value, self._s.ingest_max_json_depth):
+            return InvalidMessage(
+                "too_deep", f"JSON nests deeper than {self._s.ingest_max_json_depth} levels"
+            )
+        return None
 
     @property
     def topic(self) -> str:
@@ -315,30 +575,38 @@ class FencedConsumer(ABC):
                 delay = min(delay * 2, self._s.db_retry_max_s)
 
     async def send_dead_letters(
-        self, problems: Sequence[tuple[ConsumerRecord, Sequence[InvalidMessage]]]
+        self, conn: asyncpg.Connection, problems: Sequence[tuple[ConsumerRecord, Sequence[InvalidMessage]]]
     ) -> None:
-        """Dead-letter each record with its reasons; returns once Kafka acknowledged them all."""
+        """Dead-letter each record with its reasons; returns once Kafka acknowledged them all. A
+        dead letter too large for its topic goes out truncated, its whole record kept first."""
+        outgoing = [
+            (
+                msg,
+                why,
+                fit_dead_letter(
+                    msg,
+                    why,
+                    max_bytes=self._deadletter_max_bytes,
+                    truncate_to=self._s.deadletter_truncate_bytes,
+                ),
+            )
+            for msg, why in problems
+        ]
+        await self._keep_records(conn, [(msg, why, True) for msg, why, out in outgoing if out.truncated])
         sends = []
-        for msg, why in problems:
-            headers = [
-                *(msg.headers or ()),
-                ("reason", why[0].reason.encode()),
-                ("topic", msg.topic.encode()),
-                ("partition", str(msg.partition).encode()),
-                ("offset", str(msg.offset).encode()),
-                ("error", "; ".join(p.error for p in why)[:4000].encode()),
-            ]
-            if len({p.reason for p in why}) > 1:
-                headers.append(("reasons", ",".join(sorted({p.reason for p in why})).encode()))
+        for msg, why, out in outgoing:
             sends.append(
                 await self.producer.send(
-                    self._s.topic_deadletter, value=msg.value, key=msg.key, headers=headers
+                    self._s.topic_deadletter, value=out.value, key=out.key, headers=out.headers
                 )
             )
             for p in why:
                 metrics.DEADLETTERED.labels(p.reason).inc()
+            if out.truncated:
+                metrics.TRUNCATED_DEAD_LETTERS.inc()
             log.info(
-                "dead-lettered: %s",
+                "dead-lettered%s: %s",
+                " (truncated)" if out.truncated else "",
                 why[0].error,
                 extra={
                     "topic": msg.topic,
@@ -348,6 +616,35 @@ class FencedConsumer(ABC):
                 },
             )
         await asyncio.gather(*sends)  # acknowledged before the offsets passing them commit
+
+    async def _keep_records(
+        self,
+        conn: asyncpg.Connection,
+        records: Sequence[tuple[ConsumerRecord, Sequence[InvalidMessage], bool]],
+    ) -> None:
+        """Keep whole records in `dead_letter_records` (idempotent: a repeat keeps the first)."""
+        if not records:
+            return
+        await conn.executemany(
+            _KEEP_RECORD,
+            [
+                (
+                    self._group,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    why[0].reason,
+                    "; ".join(p.error for p in why),
+                    msg.key,
+                    msg.value,
+                    json.dumps([[k, base64.b64encode(v or b"").decode()] for k, v in msg.headers or ()]),
+                    len(msg.value or b""),
+                    None if msg.value is None else hashlib.sha256(msg.value).hexdigest(),
+                    truncated,
+                )
+                for msg, why, truncated in records
+            ],
+        )
 
     async def _hint_commit(self) -> None:
         """Kafka's committed offsets are only a hint for lag tools; the database is the truth."""
@@ -377,10 +674,12 @@ class FencedConsumer(ABC):
             except Exception as exc:
                 if not is_transient_db_error(exc):
                     raise
+                if self._stop.is_set():
+                    raise DatabaseUnavailable("stopping with the database away") from exc
                 log.warning(
                     "database unavailable, retrying in %.1f s: %s", delay, exc, extra={"topic": self._topic}
                 )
-                await asyncio.sleep(delay)
+                await _sleep_or_stop(delay, self._stop)
                 delay = min(delay * 2, self._s.db_retry_max_s)
 
     async def _create_pool(self, stop: asyncio.Event) -> asyncpg.Pool:

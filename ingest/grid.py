@@ -103,7 +103,8 @@ class GridWorker(FencedConsumer):
         problems: list[tuple[ConsumerRecord, list[InvalidMessage]]] = []
         for msgs in owned.values():
             for msg in msgs:
-                record, bad = self._decoder.decode(msg.value, now)
+                refused = self.screen(msg)
+                record, bad = (None, refused) if refused else self._decoder.decode(msg.value, now)
                 if bad is not None:
                     problems.append((msg, [bad]))
                 elif isinstance(record, GridMix):
@@ -133,7 +134,7 @@ class GridWorker(FencedConsumer):
         async def write(conn: asyncpg.Connection) -> tuple[int, int]:
             nonlocal sent_dead
             if not sent_dead:
-                await self.send_dead_letters(problems)
+                await self.send_dead_letters(conn, problems)
                 sent_dead = True
             async with conn.transaction():
                 await self.offsets.advance(conn, advances)

@@ -17,11 +17,15 @@ __all__ = [
     "GRID_RECORDS",
     "INTENSITY_SECONDS",
     "INTENSITY_WRITTEN",
+    "KAFKA_RETRIES",
     "MESSAGES_CONSUMED",
+    "POISON_PASSED",
+    "PROCESSING_FAILURES",
     "QUARANTINED",
     "READINGS_VALID",
     "ROWS_WRITTEN",
     "SPIKES_REFUSED",
+    "TRUNCATED_DEAD_LETTERS",
     "WEBHOOK_DELIVERIES",
 ]
 
@@ -55,6 +59,26 @@ SPIKES_REFUSED = Counter(
     "Register jumps beyond a meter's max power over the elapsed time: flagged suspect, not added",
 )
 DB_RETRIES = Counter("wattstream_ingest_db_retries_total", "Batch writes retried after a database error")
+KAFKA_RETRIES = Counter(
+    "wattstream_ingest_kafka_retries_total",
+    "Batches held and read again after Kafka could not take their output",
+)
+PROCESSING_FAILURES = Counter(
+    "wattstream_ingest_processing_failures_total",
+    "Records whose processing raised (not bad input: that is dead-lettered), each failure counted",
+    ["topic"],
+)
+POISON_PASSED = Counter(
+    "wattstream_ingest_poison_records_total",
+    "Records passed after failing WATTSTREAM_INGEST_MAX_FAILURES times: kept in dead_letter_records and "
+    "dead-lettered as processing_failed. Anything above zero needs a person",
+    ["topic"],
+)
+TRUNCATED_DEAD_LETTERS = Counter(
+    "wattstream_ingest_truncated_dead_letters_total",
+    "Dead letters too large for the dead-letter topic, sent truncated (the whole record kept in the "
+    "database)",
+)
 GRID_RECORDS = Counter("wattstream_grid_records_total", "Valid grid records applied, by kind", ["kind"])
 INTENSITY_WRITTEN = Counter(
     "wattstream_grid_intensity_rows_total",

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from schemas.settings import TopicSpec
 
-__all__ = ["delete_topics", "ensure_topics"]
+__all__ = ["delete_topics", "ensure_topics", "max_message_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +73,32 @@ async def delete_topics(bootstrap: str, names: Sequence[str]) -> list[str]:
         return present
     finally:
         await admin.close()
+
+
+async def max_message_bytes(bootstrap: str, names: Sequence[str]) -> dict[str, int]:
+    """Each topic's `max.message.bytes` as the broker applies it (the topic's own, else the
+    broker's `message.max.bytes`): the largest record batch it accepts, and so the largest
+    record a consumer of it can meet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="wattstream-admin")
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, configs={"max.message.bytes": None})
+                for name in names
+            ]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, int] = {}
+    for response in responses:
+        for error_code, error_message, _type, name, entries, *_ in response.resources:
+            if error_code:
+                raise KafkaError(f"cannot describe topic {name}: {error_message} (error {error_code})")
+            for entry in entries:
+                if entry[0] == "max.message.bytes":
+                    found[name] = int(entry[1])
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise KafkaError(f"the broker gave no max.message.bytes for {missing}")
+    return found

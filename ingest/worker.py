@@ -84,7 +84,7 @@ class IngestWorker(FencedConsumer):
             rows, quarantine = self._split(decoded, unknown)
             if not dead_letters_sent:
                 await self.send_dead_letters(
-                    [(decoded.records[i], problems) for i, problems in decoded.problems.items()]
+                    conn, [(decoded.records[i], problems) for i, problems in decoded.problems.items()]
                 )
                 dead_letters_sent = True
             return await self.writer.write(conn, rows, advances, quarantine)
@@ -130,7 +130,8 @@ class IngestWorker(FencedConsumer):
             for msg in msgs:
                 i = len(d.records)
                 d.records.append(msg)
-                good, bad = self._decoder.decode(msg.value, now)
+                refused = self.screen(msg)
+                good, bad = ([], [refused]) if refused else self._decoder.decode(msg.value, now)
                 if bad:
                     d.problems[i] = bad
                 for r in good:

@@ -29,7 +29,13 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from schemas.messages import IDENTIFIER_STRICT, InvalidMessage, classify_error, malformed_error
+from schemas.messages import (
+    IDENTIFIER_STRICT,
+    InvalidMessage,
+    classify_error,
+    malformed_error,
+    too_deep_error,
+)
 from schemas.timeutil import to_epoch_us
 
 __all__ = [
@@ -133,6 +139,8 @@ class GridDecoder:
             return None, InvalidMessage("not_json", "record has no value (tombstone)")
         try:
             w = self._wire.decode(value)
+        except RecursionError as exc:
+            return None, too_deep_error(exc)
         except msgspec.ValidationError as exc:
             return None, classify_error(exc)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:

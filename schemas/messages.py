@@ -29,6 +29,7 @@ __all__ = [
     "classify_error",
     "encode_reading",
     "malformed_error",
+    "too_deep_error",
 ]
 
 IDENTIFIER: Final = r"^\w[\w.:\-]{0,63}$"
@@ -63,6 +64,9 @@ REASONS: Final = (
     "invalid_value",
     "empty_batch",
     "unknown_meter",
+    "too_large",
+    "too_deep",
+    "processing_failed",
 )
 Reason = str
 
@@ -135,6 +139,11 @@ def classify_error(exc: msgspec.ValidationError) -> InvalidMessage:
     return InvalidMessage(reason, text)
 
 
+def too_deep_error(exc: RecursionError) -> InvalidMessage:
+    """msgspec recurses once per level of nesting it builds or skips, up to Python's limit."""
+    return InvalidMessage("too_deep", f"JSON nested too deep to decode: {exc}")
+
+
 def malformed_error(
     raw: bytes | msgspec.Raw, exc: msgspec.DecodeError | UnicodeDecodeError
 ) -> InvalidMessage:
@@ -173,8 +182,14 @@ class ReadingDecoder:
         if b'"readings"' in value:
             try:
                 batch = self._batch.decode(value)
-            except msgspec.ValidationError:
-                pass  # JSON, but not a batch after all: judge it as a single reading below
+            except RecursionError as exc:
+                return [], [too_deep_error(exc)]
+            except msgspec.ValidationError as exc:
+                if str(exc).endswith("- at `$.readings`"):
+                    # `{"readings": null}` (or a string, number, object): a batch whose list is
+                    # not a list; judged as a reading it would be refused for an unknown field
+                    return [], [InvalidMessage("wrong_type", f"`readings` must be a list: {exc}")]
+                # JSON, but not a batch after all: judge it as a single reading below
             # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string
             # it has to build (a key, or a str field): that is malformed JSON too.
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -201,6 +216,8 @@ class ReadingDecoder:
     ) -> tuple[ValidReading | None, InvalidMessage | None]:
         try:
             r = self._reading.decode(raw)
+        except RecursionError as exc:
+            return None, too_deep_error(exc)
         except msgspec.ValidationError as exc:
             return None, classify_error(exc)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -90,6 +90,24 @@ class Settings(BaseSettings):
     max_lateness_s: float = Field(
         7 * 86_400.0, gt=0, description="readings further behind their meter's newest go to quarantine"
     )
+    ingest_max_record_bytes: int = Field(
+        1024 * 1024, ge=1024, description="record values larger than this are dead-lettered as too_large"
+    )
+    ingest_max_json_depth: int = Field(
+        32, ge=2, description="JSON nesting deeper than this (a batch is 3 deep) is dead-lettered as too_deep"
+    )
+    ingest_max_failures: int = Field(
+        3,
+        ge=1,
+        description="a record whose processing failed this many times (counted in the database, across "
+        "restarts) is kept in dead_letter_records, dead-lettered as processing_failed and passed",
+    )
+    deadletter_truncate_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="a dead letter too large for the dead-letter topic carries this much of its value "
+        "(the whole record is kept in dead_letter_records)",
+    )
     shutdown_grace_s: float = Field(10.0, gt=0)
     db_retry_initial_s: float = Field(0.5, gt=0)
     db_retry_max_s: float = Field(10.0, gt=0)

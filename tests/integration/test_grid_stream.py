@@ -19,6 +19,7 @@ from helpers import ROOT, Worker, produce, read_topic, settings_env, wait_for
 
 from ingest.feeds.opennem import publisher_factor_set
 from ingest.registry import MeterRecord, SiteRecord, register
+from schemas.deadletter import read_dead_letter
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -333,7 +334,7 @@ async def test_bad_grid_records_are_dead_lettered_and_good_ones_applied(
     finally:
         worker.terminate()
     dead = await read_topic(pipeline, pipeline.topic_deadletter)
-    reasons = sorted(dict(m.headers)["reason"].decode() for m in dead)
+    reasons = sorted(read_dead_letter(m.headers).reason for m in dead)
     assert reasons == sorted(
         ["unknown_fuel", "naive_timestamp", "ambiguous_record", "negative_value", "not_json"]
     )

@@ -23,6 +23,7 @@ from helpers import (
     wait_for,
 )
 
+from schemas.deadletter import read_dead_letter
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,9 @@ def _dead_letter_summary(records: list) -> tuple[Counter[str], set[tuple[int, in
     reasons: Counter[str] = Counter()
     origins: set[tuple[int, int]] = set()
     for r in records:
-        h = {k: v.decode() for k, v in r.headers}
-        reasons[h["reason"]] += 1
-        origins.add((int(h["partition"]), int(h["offset"])))
+        d = read_dead_letter(r.headers)
+        reasons[d.reason] += 1
+        origins.add((d.partition, d.offset))
     return reasons, origins
 
 
@@ -176,7 +177,7 @@ async def test_unknown_meters_dead_lettered_by_setting(pipeline: Settings, tmp_p
         assert (await reading_stats(s, {"pol-site", "pol-nowhere"}))[0] == 5
         records = await read_topic(s, s.topic_deadletter)
         assert sorted(json.loads(r.value) == mixed_batch for r in records) == [False, False, True]
-        assert {dict(r.headers)["reason"] for r in records} == {b"unknown_meter"}
+        assert {read_dead_letter(r.headers).reason for r in records} == {"unknown_meter"}
         c = await asyncpg.connect(s.migrate_database_url.get_secret_value())
         try:
             assert await c.fetchval("SELECT count(*) FROM sites WHERE site_id = 'pol-nowhere'") == 0

@@ -324,6 +324,9 @@ INVALID: list[Any] = [
     # batches
     pytest.param(b'{"readings": []}', "empty_batch", id="empty-batch"),
     pytest.param(b'{ "readings" : [ ] }', "empty_batch", id="empty-batch-spaced"),
+    pytest.param(b'{"readings": null}', "wrong_type", id="batch-null"),
+    pytest.param(b'{"readings": {"site": "a"}}', "wrong_type", id="batch-object"),
+    pytest.param(b'{"readings": [' + b"[" * 3000 + b"]" * 3000 + b"]}", "too_deep", id="batch-deep"),
 ]
 
 
@@ -335,9 +338,11 @@ def test_invalid_values_name_their_reason(value: bytes | None, reason: str) -> N
 
 
 def test_every_reason_the_decoder_can_give_is_exercised() -> None:
-    """The table above covers every reason except the worker's own (`unknown_meter`)."""
+    """The table above covers every reason except the worker's own: `unknown_meter`, and the
+    screen before decoding (`too_large`; `too_deep` at a fixed depth) and the last-resort guard
+    (`processing_failed`), tested in tests/integration/test_poison.py."""
     produced = {_invalid(p.values[0]).reason for p in INVALID}
-    assert produced == set(REASONS) - {"unknown_meter"}
+    assert produced == set(REASONS) - {"unknown_meter", "too_large", "processing_failed"}
 
 
 def test_tombstone_says_so() -> None:

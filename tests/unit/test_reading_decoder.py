@@ -111,6 +111,16 @@ INVALID = [
     (_enc(ts=1795486500000, energy_kwh=1e15), "invalid_value"),
     (b'{"readings": []}', "empty_batch"),
     (None, "not_json"),
+    # a batch whose list is not a list is a batch of the wrong type, not a reading with an
+    # unknown field `readings`
+    (b'{"readings": null}', "wrong_type"),
+    (b'{"readings": "[]"}', "wrong_type"),
+    (b'{"readings": 3}', "wrong_type"),
+    (b'{"readings": {"site": "a"}}', "wrong_type"),
+    # nested past what msgspec can recurse through: refused, never raised (the worker screens
+    # such values at a fixed depth first; this is the decoder's own guarantee wherever it runs)
+    (b'{"readings":[' + b"[" * 5000 + b"]" * 5000 + b"]}", "too_deep"),
+    (b'{"readings":[{"site":' + b"[" * 5000 + b"]" * 5000 + b"}]}", "too_deep"),
 ]
 
 
