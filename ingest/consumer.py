@@ -329,6 +329,11 @@ class FencedConsumer(ABC):
         failed `ingest_max_failures` times, then kept, dead-lettered and passed (`_give_up`)."""
         if stop.is_set() or tp not in self.positions:
             return False
+        # a batch can fail after its commit (publishing its derived events): what is committed is
+        # not processed again, and a partition's stored offset never moves back
+        msgs = [m for m in msgs if m.offset >= self.positions[tp]]
+        if not msgs:
+            return True
         try:
             await self.process({tp: msgs}, stop)
         except DatabaseUnavailable:
