@@ -232,7 +232,7 @@ class FencedConsumer(ABC):
         self._stop = stop
         self._pool = await self._create_pool(stop)
         try:
-            limits = await max_message_bytes(s.kafka_bootstrap, [s.topic_deadletter, self._topic])
+            limits = await self._record_limits(stop)
             # the producer may send whatever the dead-letter topic takes (dead letters are truncated
             # to fit it), and the consumer fetches whatever its topic takes: a record Kafka accepted
             # is one this consumer can read, and dead-letter
@@ -685,6 +685,21 @@ class FencedConsumer(ABC):
                     "database unavailable, retrying in %.1f s: %s", delay, exc, extra={"topic": self._topic}
                 )
                 await _sleep_or_stop(delay, self._stop)
+                delay = min(delay * 2, self._s.db_retry_max_s)
+
+    async def _record_limits(self, stop: asyncio.Event) -> dict[str, int]:
+        """The topics' max.message.bytes; waits for the broker and for topics just created
+        (their metadata reaches the broker's cache a moment later)."""
+        topics = [self._s.topic_deadletter, self._topic]
+        delay = self._s.db_retry_initial_s
+        while True:
+            try:
+                return await max_message_bytes(self._s.kafka_bootstrap, topics)
+            except KafkaError as exc:
+                if stop.is_set():
+                    raise IngestError(f"cannot read the topics' limits: {exc}") from exc
+                log.warning("cannot read the topics' limits yet, retrying in %.1f s: %s", delay, exc)
+                await _sleep_or_stop(delay, stop)
                 delay = min(delay * 2, self._s.db_retry_max_s)
 
     async def _create_pool(self, stop: asyncio.Event) -> asyncpg.Pool:
