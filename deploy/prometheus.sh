@@ -28,6 +28,7 @@ start() {
   mkdir -p "$DATA"
   sed -e "s/host.docker.internal:8000/127.0.0.1:$API_PORT/" -e "s/host.docker.internal:9464/127.0.0.1:$INGEST_PORT/" \
     "$DEPLOY_DIR/prometheus/prometheus.yml" >"$CONFIG"
+  cp "$DEPLOY_DIR/prometheus/alerts.yml" "$RUN_DIR/alerts.yml"
   prometheus --config.file="$CONFIG" --storage.tsdb.path="$DATA" --web.listen-address="127.0.0.1:$PORT" \
     >"$LOG_DIR/prometheus.log" 2>&1 &
   echo $! >"$PID"

@@ -68,6 +68,11 @@ async def test_prometheus_scrapes_wattstream(pipeline: Settings, tmp_path: Path)
                         params={"query": 'wattstream_api_request_seconds_count{job="wattstream-api"}'},
                     )
                     assert api.json()["data"]["result"], api.text
+                    # the alert rules beside the config are loaded, and none fires on a healthy run
+                    groups = (await prom.get("/api/v1/rules")).json()["data"]["groups"]
+                    rules = {r["name"]: r for g in groups for r in g["rules"]}
+                    assert {"WattstreamPoisonRecord", "WattstreamProcessingFailing"} <= set(rules)
+                    assert all(r["health"] != "err" for r in rules.values()), rules
             finally:
                 await _deploy("stop", env)
     finally:

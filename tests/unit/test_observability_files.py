@@ -52,3 +52,16 @@ def test_grafana_provisioning_names_both_datasources() -> None:
     for path in (ROOT / "deploy/grafana/dashboards").glob("*.json"):
         for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
             assert panel["datasource"]["uid"] in uids
+
+
+def test_alert_rules_use_only_defined_metrics_and_load() -> None:
+    path = ROOT / "deploy/prometheus/alerts.yml"
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    assert config["rule_files"] == [path.name]
+    rules = [r for g in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} >= {"WattstreamPoisonRecord", "WattstreamProcessingFailing"}
+    defined = _defined()
+    for rule in rules:
+        names = _METRIC.findall(rule["expr"])
+        assert names, rule["alert"]
+        assert set(names) <= defined, f"{rule['alert']}: {names} not all metrics"
