@@ -201,6 +201,15 @@ async def wait_for(
     raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last}")
 
 
+async def fetch(settings: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Rows of one query, as the database owner (who sees every tenant's rows)."""
+    conn = await asyncpg.connect(settings.migrate_database_url.get_secret_value())
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
 async def reading_stats(settings: Settings, sites: set[str]) -> tuple[int, float, int]:
     """(rows, sum of energy, distinct (meter, ts)) over the given sites."""
     conn = await asyncpg.connect(settings.migrate_database_url.get_secret_value())

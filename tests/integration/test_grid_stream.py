@@ -11,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 import yaml
-from helpers import ROOT, Worker, produce, read_topic, settings_env, wait_for
+from helpers import ROOT, Worker, fetch, produce, read_topic, settings_env, wait_for
 
 from ingest.feeds.opennem import publisher_factor_set
 from ingest.registry import MeterRecord, SiteRecord, register
@@ -28,16 +27,8 @@ DATA = ROOT.parent / "shared" / "data"
 AU_SA = DATA / "grid" / "openelectricity_AU-SA_5min_2025-07-23.json"
 
 
-async def _fetch(s: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def _count(s: Settings, sql: str, *args: Any) -> int:
-    return int((await _fetch(s, sql, *args))[0][0])
+    return int((await fetch(s, sql, *args))[0][0])
 
 
 def _mix(region: str, ts: datetime, generation: dict[str, float], **extra: Any) -> tuple[bytes, bytes]:
@@ -119,7 +110,7 @@ async def test_au_sa_intensity_agrees_with_the_publisher(pipeline: Settings, tmp
     finally:
         worker.terminate()
     reference = _publisher_reference()
-    rows = await _fetch(
+    rows = await fetch(
         s,
         "SELECT ts, factor_set, intensity_g_per_kwh FROM grid_intensity WHERE region = 'AU-SA-T' "
         "AND superseded_at IS NULL AND basis = 'production'",
@@ -160,12 +151,12 @@ async def test_flow_tracing_restates_an_importer_when_its_neighbour_arrives(
         )
 
         async def first() -> object:
-            rows = await _fetch(pipeline, cons)
+            rows = await fetch(pipeline, cons)
             return len(rows) == 1 or rows
 
         await wait_for(first, 30, "XA's consumption intensity")
         # XB unknown: valued at its factor set's `unknown` (700 g/kWh) and flagged
-        row = (await _fetch(pipeline, cons))[0]
+        row = (await fetch(pipeline, cons))[0]
         assert row["intensity_g_per_kwh"] == pytest.approx((100 * 820 + 50 * 700) / 150)
         assert row["flags"] == ["neighbour_fallback:XB"]
         # XB arrives: 200 MW of wind (11 g/kWh); XA is restated by hand: (82000 + 50 * 11) / 150
@@ -174,17 +165,17 @@ async def test_flow_tracing_restates_an_importer_when_its_neighbour_arrives(
         )
 
         async def restated() -> object:
-            rows = await _fetch(pipeline, cons)
+            rows = await fetch(pipeline, cons)
             return len(rows) == 2 or rows
 
         await wait_for(restated, 30, "XA restated")
     finally:
         worker.terminate()
-    old, new = await _fetch(pipeline, cons)
+    old, new = await fetch(pipeline, cons)
     assert old["superseded_at"] is not None and new["superseded_at"] is None
     assert new["intensity_g_per_kwh"] == pytest.approx((100 * 820 + 50 * 11) / 150)
     assert new["flags"] == []
-    xb = await _fetch(
+    xb = await fetch(
         pipeline,
         "SELECT intensity_g_per_kwh FROM grid_intensity WHERE region = 'XB' AND basis = 'consumption' "
         "AND factor_set = 'ipcc2014-lifecycle' AND superseded_at IS NULL",
@@ -224,11 +215,11 @@ async def test_revision_restates_intensity_and_site_emissions(pipeline: Settings
 
         # (five buckets: the last reading, at 01:00, opens a fifth with no energy yet)
         async def fallback() -> object:
-            rows = [r for r in await _fetch(pipeline, emissions, site) if r["superseded_at"] is None]
+            rows = [r for r in await fetch(pipeline, emissions, site) if r["superseded_at"] is None]
             return (len(rows) == 5 and all(r["quality"] == "fallback" for r in rows)) or rows
 
         await wait_for(fallback, 60, "fallback emissions")
-        rows = [r for r in await _fetch(pipeline, emissions, site) if r["superseded_at"] is None]
+        rows = [r for r in await fetch(pipeline, emissions, site) if r["superseded_at"] is None]
         assert [r["kwh"] for r in rows] == pytest.approx([30, 30, 30, 30, 0])
         # China's official 2022 East China grid factor, 0.5617 kgCO2/kWh, named with its year
         assert rows[0]["intensity_source"] == "cn-mee-grid:2022:east"
@@ -241,12 +232,12 @@ async def test_revision_restates_intensity_and_site_emissions(pipeline: Settings
         await produce(pipeline, mixes, topic=pipeline.topic_grid)
 
         async def measured() -> object:
-            rows = [r for r in await _fetch(pipeline, emissions, site) if r["superseded_at"] is None]
+            rows = [r for r in await fetch(pipeline, emissions, site) if r["superseded_at"] is None]
             return [r["quality"] for r in rows] == ["measured"] * 4 + ["estimated"] or rows
 
         await wait_for(measured, 60, "measured emissions")
         # the fifth bucket has no interval of its own: the adjacent one is the nearest
-        last = [r for r in await _fetch(pipeline, emissions, site) if r["superseded_at"] is None][-1]
+        last = [r for r in await fetch(pipeline, emissions, site) if r["superseded_at"] is None][-1]
         assert last["intensity_source"] == "nearest:consumption"
         # revision 1 of the second interval: all coal
         await produce(
@@ -256,7 +247,7 @@ async def test_revision_restates_intensity_and_site_emissions(pipeline: Settings
         )
 
         async def revised() -> object:
-            rows = await _fetch(pipeline, emissions, site)
+            rows = await fetch(pipeline, emissions, site)
             second = [r for r in rows if r["bucket_start"] == start + timedelta(minutes=15)]
             return len(second) == 3 or second
 
@@ -270,7 +261,7 @@ async def test_revision_restates_intensity_and_site_emissions(pipeline: Settings
         await asyncio.sleep(3)
     finally:
         worker.terminate()
-    rows = await _fetch(pipeline, emissions, site)
+    rows = await fetch(pipeline, emissions, site)
     second = [r for r in rows if r["bucket_start"] == start + timedelta(minutes=15)]
     fallback_row, rev0, rev1 = second
     assert [r["quality"] for r in second] == ["fallback", "measured", "measured"]
@@ -286,7 +277,7 @@ async def test_revision_restates_intensity_and_site_emissions(pipeline: Settings
         r for r in rows if r["bucket_start"] != start + timedelta(minutes=15) and r["superseded_at"] is None
     ]
     assert all(r["intensity_g_per_kwh"] == pytest.approx(496.8) for r in others)
-    history = await _fetch(
+    history = await fetch(
         pipeline,
         "SELECT mix_revision, intensity_g_per_kwh, superseded_at FROM grid_intensity WHERE region = 'CN-ZJ' "
         "AND ts = $1 AND basis = 'production' AND factor_set = 'ipcc2014-lifecycle' ORDER BY recorded_at",
@@ -339,7 +330,7 @@ async def test_bad_grid_records_are_dead_lettered_and_good_ones_applied(
         ["unknown_fuel", "naive_timestamp", "ambiguous_record", "negative_value", "not_json"]
     )
     row = (
-        await _fetch(
+        await fetch(
             pipeline,
             "SELECT intensity_g_per_kwh, fossil_share, renewable_share, nonfossil_share FROM grid_intensity "
             "WHERE region = 'XC' AND factor_set = 'ipcc2014-lifecycle' AND basis = 'production'",

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from helpers import Worker, read_topic, reading_stats, wait_for
+from helpers import Worker, fetch, read_topic, reading_stats, wait_for
 
 from ingest.worker import IngestWorker
 from ingest.writer import BatchStage, ReadingRows
@@ -45,14 +45,6 @@ async def _send(
             await (await producer.send(s.topic_readings, value=value, key=key, headers=headers))
     finally:
         await producer.stop()
-
-
-async def _fetch(s: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
 
 
 async def test_hostile_values_are_dead_lettered_and_nothing_stops(pipeline: Settings, tmp_path: Path) -> None:
@@ -149,7 +141,7 @@ async def test_a_dead_letter_too_large_for_its_topic_is_cut_and_kept(
     )
     assert r.value == value[: pipeline.deadletter_truncate_bytes]
     assert r.headers[-1] == ("trace", b"abc")
-    (kept,) = await _fetch(
+    (kept,) = await fetch(
         pipeline,
         "SELECT * FROM dead_letter_records WHERE topic = $1 AND kafka_offset = $2",
         pipeline.topic_readings,
@@ -200,12 +192,12 @@ async def test_a_record_that_keeps_failing_is_counted_kept_and_passed(pipeline: 
         await _send(s, messages)
 
         async def failed_twice() -> object:
-            rows = await _fetch(s, count, s.topic_readings)
+            rows = await fetch(s, count, s.topic_readings)
             return (bool(rows) and rows[0]["failures"] >= 2) or rows
 
         await wait_for(failed_twice, 60, "two failures counted")
     assert (await reading_stats(s, {site}))[0] == 15, "the readings before it are committed, none after"
-    done = (await _fetch(s, count, s.topic_readings))[0]["failures"]
+    done = (await fetch(s, count, s.topic_readings))[0]["failures"]
 
     # the next worker carries on counting and passes it at the fourth failure
     async with _running(s, [*batch_stages(s), exploding]) as task:
@@ -216,10 +208,10 @@ async def test_a_record_that_keeps_failing_is_counted_kept_and_passed(pipeline: 
 
         await wait_for(passed, 60, "every other reading stored")
         assert not task.done(), "the worker carries on"
-    (failures,) = await _fetch(s, count, s.topic_readings)
+    (failures,) = await fetch(s, count, s.topic_readings)
     assert failures["failures"] == 4
     assert exploding.failures >= 4 - done
-    (kept,) = await _fetch(s, "SELECT * FROM dead_letter_records WHERE topic = $1", s.topic_readings)
+    (kept,) = await fetch(s, "SELECT * FROM dead_letter_records WHERE topic = $1", s.topic_readings)
     assert kept["reason"] == "processing_failed"
     assert bytes(kept["record_value"]) == messages[15][1]
     assert not kept["truncated"]
