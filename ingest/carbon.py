@@ -47,6 +47,8 @@ from typing import Any, Final
 import asyncpg
 import numpy as np
 
+from core.emissions import IntensitySources, SourceSeries, bucket_emission
+from core.exchanges import exchanges
 from core.factors import FactorLibrary, Scope
 from core.intensity import FUEL_CLASS, consumption_intensity, production_intensity
 from ingest import metrics
@@ -67,7 +69,6 @@ SCOPES: Final[tuple[Scope, ...]] = ("lifecycle", "direct")
 _REGION_LOCK: Final = 1
 _TS_LOCK: Final = 2
 _US: Final = 1_000_000
-_MAX_INTERVAL_US: Final = 86_400 * 1_000_000  # the longest interval a grid record may have
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,16 +287,13 @@ class GridCarbon:
         ts = from_epoch_us(t)
         t_arr = np.array([t], dtype=np.int64)
         out: list[IntensityRow] = []
-        index = {r: i for i, r in enumerate(regions)}
         imports = [_json(m["imports_mw"]) for m in mixes]
         exports = [_json(m["exports_mw"]) for m in mixes]
         for scope in SCOPES:
             sets = [self.factors.select(r, scope) for r in regions]
             factor = np.vstack([fs.matrix(keys, t_arr) for fs in sets])
             prod = production_intensity(mw, factor, cls)
-            cons, flags = self._trace(
-                t, regions, index, imports, exports, prod.generation_mw, prod.intensity, scope
-            )
+            cons, flags = self._trace(t, regions, imports, exports, prod.generation_mw, prod.intensity, scope)
             for i, m in enumerate(mixes):
                 for basis, value, f in (
                     ("production", prod.intensity[i], []),
@@ -350,40 +348,18 @@ class GridCarbon:
         self,
         t: int,
         regions: Sequence[str],
-        index: dict[str, int],
         imports: Sequence[dict[str, float]],
         exports: Sequence[dict[str, float]],
         production: np.ndarray,
         intensity: np.ndarray,
         scope: Scope,
     ) -> tuple[np.ndarray, list[list[str]]]:
-        n = len(regions)
-        external: list[str] = []
-        flows: dict[tuple[str, int], float] = {}
-        for i in range(len(regions)):
-            for j_region, v in imports[i].items():
-                flows[(j_region, i)] = v
-        for j, region in enumerate(regions):  # an exporter's view fills what importers do not list
-            for i_region, v in exports[j].items():
-                importer = index.get(i_region)
-                if importer is not None and (region, importer) not in flows:
-                    flows[(region, importer)] = v
-        for j_region, _ in flows:
-            if j_region not in index and j_region not in external:
-                external.append(j_region)
-        size = n + len(external)
-        f = np.zeros((1, size, size), dtype=np.float64)
-        pos = index | {r: n + k for k, r in enumerate(external)}
-        flags: list[list[str]] = [[] for _ in regions]
-        for (j_region, i), v in flows.items():
-            f[0, pos[j_region], i] = v
-            if j_region in external and v > 0:
-                flags[i].append(f"neighbour_fallback:{j_region}")
-        ext = np.array([[self._fallback(r, t, scope) for r in external]], dtype=np.float64)
+        net = exchanges(regions, imports, exports)
+        ext = np.array([[self._fallback(r, t, scope) for r in net.external]], dtype=np.float64)
         cons = consumption_intensity(
-            production[None, :], np.where(production > 0, intensity, np.nan)[None, :], f, ext
+            production[None, :], np.where(production > 0, intensity, np.nan)[None, :], net.flows_mw[None], ext
         )
-        return cons[0], [sorted(x) for x in flags]
+        return cons[0], net.flags
 
     def _fallback(self, region: str, t: int, scope: Scope) -> float:
         table = self.factors.annual_for(region)
@@ -455,81 +431,50 @@ class GridCarbon:
             )
             fset = self.factors.select(region, self._scope).name
             series = await conn.fetch(_INTENSITY_NEAR, region, from_epoch_us(lo), from_epoch_us(hi), fset)
-            sources = _Sources(series, fset)
+            sources = _sources(series, fset)
             table = self.factors.annual_for(region)
             for e, b in zip(items, starts, strict=True):
-                out.append(self._emission(e, b, bucket_us, sources, table, fset))
+                year = from_epoch_us(b).year
+                value = bucket_emission(
+                    float(e["kwh"]),
+                    sources.match(b, b + bucket_us, self._tolerance_us),
+                    annual=table.average(region, year) if table is not None else None,
+                    annual_table=table.name if table is not None else None,
+                    residual=table.residual(region, year) if table is not None else None,
+                )
+                out.append(
+                    EmissionRow(
+                        e["site_id"],
+                        e["bucket_start"],
+                        self._bucket_s,
+                        float(e["kwh"]),
+                        value.g_per_kwh,
+                        value.co2e_kg,
+                        value.residual_g_per_kwh,
+                        value.factor_set,
+                        value.source,
+                        value.quality,
+                    )
+                )
         return out
 
-    def _emission(
-        self, e: asyncpg.Record, b: int, bucket_us: int, sources: _Sources, table: Any, fset: str
-    ) -> EmissionRow:
-        year = from_epoch_us(b).year
-        value, source, quality, used_set = sources.match(b, b + bucket_us, self._tolerance_us)
-        if value is None and table is not None:
-            found = table.average(e["region"], year)
-            if found is not None:
-                value, source, quality, used_set = found[0], found[1], "fallback", table.name
-        residual = None
-        if table is not None:
-            found = table.residual(e["region"], year)
-            residual = found[0] if found is not None else None
-        if residual is None:
-            residual = value
-        kwh = float(e["kwh"])
-        return EmissionRow(
-            e["site_id"],
-            e["bucket_start"],
-            self._bucket_s,
-            kwh,
-            value,
-            None if value is None else kwh * value / 1000.0,
-            residual,
-            used_set,
-            source,
-            quality if value is not None else "missing",
-        )
 
-
-class _Sources:
-    """One region's intensity intervals near some buckets, by source, in preference order."""
-
-    def __init__(self, rows: Sequence[asyncpg.Record], factor_set: str) -> None:
-        order = (("consumption", factor_set), ("production", factor_set), ("published", "published"))
-        self._series: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
-        for basis, fset in order:
-            chosen = sorted(
-                (r for r in rows if r["basis"] == basis and r["factor_set"] == fset), key=lambda r: r["ts_us"]
+def _sources(rows: Sequence[asyncpg.Record], factor_set: str) -> IntensitySources:
+    """A region's intensity rows by source, in preference order (`core.emissions`)."""
+    order = (("consumption", factor_set), ("production", factor_set), ("published", "published"))
+    series = []
+    for basis, fset in order:
+        chosen = [r for r in rows if r["basis"] == basis and r["factor_set"] == fset]
+        series.append(
+            SourceSeries.of(
+                basis,
+                fset,
+                [r["ts_us"] for r in chosen],
+                [r["interval_s"] for r in chosen],
+                [r["intensity_g_per_kwh"] for r in chosen],
             )
-            if chosen:
-                start = np.array([r["ts_us"] for r in chosen], dtype=np.int64)
-                end = start + np.array([r["interval_s"] for r in chosen], dtype=np.int64) * _US
-                value = np.array([r["intensity_g_per_kwh"] for r in chosen], dtype=np.float64)
-                self._series.append((basis, fset, start, end, value))
-
-    def match(self, b0: int, b1: int, tolerance_us: int) -> tuple[float | None, str | None, str, str | None]:
-        """(g/kWh, source, quality, factor set) for the bucket [b0, b1)."""
-        for basis, fset, start, end, value in self._series:
-            # intervals are sorted by start; those starting before b1 and ending after b0 overlap
-            hi = int(np.searchsorted(start, b1, side="left"))
-            lo = int(np.searchsorted(start, b0 - _MAX_INTERVAL_US, side="left"))
-            s, e, v = start[lo:hi], end[lo:hi], value[lo:hi]
-            overlap = np.clip(np.minimum(e, b1) - np.maximum(s, b0), 0, None)
-            covered = int(overlap.sum())
-            if covered > 0:
-                mean = float((overlap * v).sum() / covered)
-                return mean, basis, "measured" if covered >= b1 - b0 else "estimated", fset
-        best: tuple[int, float, str, str] | None = None
-        for basis, fset, start, end, value in self._series:
-            k0 = int(np.searchsorted(start, b0, side="left"))
-            for k in (k0 - 1, k0):  # the nearest before and after the bucket
-                if 0 <= k < len(start):
-                    gap = int(max(start[k] - b1, b0 - end[k]))
-                    if gap <= tolerance_us and (best is None or gap < best[0]):
-                        best = (gap, float(value[k]), basis, fset)
-        if best is not None:
-            return best[1], f"nearest:{best[2]}", "estimated", best[3]
-        return None, None, "missing", None
+        )
+    return IntensitySources(series)
 
 
 class EmissionsStage:
