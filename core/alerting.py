@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -31,16 +31,21 @@ import numpy as np
 from core.errors import InvalidInput
 
 __all__ = [
+    "BUCKET_METRICS",
     "COMPARATORS",
     "AlertState",
+    "BucketFigures",
     "Condition",
     "Transition",
+    "anomaly_hours",
     "anomaly_score",
     "event_id",
     "fingerprint",
     "local_period",
+    "preferred_intensity",
     "quota_ratio",
     "silenced",
+    "site_power_series",
     "step",
 ]
 
@@ -213,3 +218,101 @@ def silenced(labels: dict[str, str], silences: Sequence[tuple[list[dict[str, Any
         if matchers and all(_matches(m, labels) for m in matchers):
             return True
     return False
+
+
+# --- the values rules observe ------------------------------------------------------------
+
+
+def site_power_series(
+    before: Mapping[int, float], readings: Iterable[tuple[int, int, float]]
+) -> list[tuple[int, float]]:
+    """A site's power at each moment a batch's readings change it: the sum over its total meters
+    of each one's latest power. `before` is the latest power of the meters not in the batch;
+    `readings` are (epoch µs, meter, kW) in any order. Readings sharing a time give one value,
+    after all of them."""
+    current = dict(before)
+    series: list[tuple[int, float]] = []
+    for ts, meter, kw in sorted(readings):
+        current[meter] = kw
+        if series and series[-1][0] == ts:
+            series.pop()
+        series.append((ts, sum(current.values())))
+    return series
+
+
+@dataclass(frozen=True, slots=True)
+class BucketFigures:
+    """A site's completed energy bucket: kWh by meter role (None where it has no such meter)."""
+
+    total_kwh: float | None
+    main_kwh: float | None
+    sub_kwh: float | None
+    it_kwh: float | None
+    co2e_kg: float | None
+    bucket_s: int
+
+
+def _energy(f: BucketFigures) -> tuple[float | None, dict[str, float | None]]:
+    return f.total_kwh, {}
+
+
+def _emissions_rate(f: BucketFigures) -> tuple[float | None, dict[str, float | None]]:
+    return (None if f.co2e_kg is None else f.co2e_kg * 3600.0 / f.bucket_s), {}
+
+
+def _pue(f: BucketFigures) -> tuple[float | None, dict[str, float | None]]:
+    # no IT energy (or none measured) is no PUE, not an infinite one
+    return (f.total_kwh / f.it_kwh if f.total_kwh is not None and f.it_kwh else None), {}
+
+
+def _imbalance(f: BucketFigures) -> tuple[float | None, dict[str, float | None]]:
+    value = abs(f.main_kwh - f.sub_kwh) / f.main_kwh if f.main_kwh and f.sub_kwh is not None else None
+    return value, {"main_kwh": f.main_kwh, "sub_items_kwh": f.sub_kwh}
+
+
+BucketMetric = Callable[[BucketFigures], tuple[float | None, dict[str, float | None]]]
+# The metrics observed once per completed bucket: a rule's metric names one, and its value (with
+# the detail an alert shows) comes from the bucket's figures alone.
+BUCKET_METRICS: Final[Mapping[str, BucketMetric]] = {
+    "interval_energy_kwh": _energy,
+    "emissions_rate_kg_per_h": _emissions_rate,
+    "pue": _pue,
+    "imbalance": _imbalance,
+}
+
+
+def anomaly_hours(at: datetime, tz: str, days: int) -> tuple[datetime, list[datetime]]:
+    """The local hour that ends at or before `at` (its end, in UTC) and the starts (UTC) of that
+    hour and of the same wall-clock hour on each of the `days` days before, newest first."""
+    if at.tzinfo is None:
+        raise InvalidInput("`at` must be timezone-aware")
+    if days < 1:
+        raise InvalidInput("an anomaly needs at least one day of history")
+    hour_end = at.astimezone(ZoneInfo(tz)).replace(minute=0, second=0, microsecond=0)
+    # aware arithmetic in one zone keeps the wall-clock hour across a DST change
+    starts = [(hour_end - timedelta(hours=1)) - timedelta(days=d) for d in range(days + 1)]
+    return hour_end.astimezone(UTC), [s.astimezone(UTC) for s in starts]
+
+
+def preferred_intensity(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    scope: str,
+    basis: str | None = None,
+    factor_set: str | None = None,
+    preference: Sequence[str] = ("consumption", "production", "published"),
+) -> list[Mapping[str, Any]]:
+    """Per interval (`ts`), the one intensity row a grid rule watches: actual, of its scope (or
+    published), of the rule's basis if it names one, else the first basis in `preference`; in
+    time order."""
+    order = [basis] if basis is not None else list(preference)
+    best: dict[Any, Mapping[str, Any]] = {}
+    for r in rows:
+        if r["kind"] != "actual" or r["scope"] not in (scope, "published") or r["basis"] not in order:
+            continue
+        if factor_set is not None and r["factor_set"] != factor_set:
+            continue
+        held = best.get(r["ts"])
+        if held is None or order.index(r["basis"]) < order.index(held["basis"]):
+            best[r["ts"]] = r
+    return [best[t] for t in sorted(best)]

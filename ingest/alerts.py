@@ -38,7 +38,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -47,14 +46,19 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from core.alerting import (
+    BUCKET_METRICS,
     AlertState,
+    BucketFigures,
     Condition,
     Transition,
+    anomaly_hours,
     anomaly_score,
     event_id,
     fingerprint,
     local_period,
+    preferred_intensity,
     quota_ratio,
+    site_power_series,
     step,
 )
 from ingest import metrics
@@ -632,16 +636,7 @@ class SiteAlertStage(_Outboxed):
             site = site_of.get(meter_id)
             if site is not None and not math.isnan(kw):  # a register-only reading says nothing of power
                 timeline[site].append((ts, meter_id, kw))
-        values: dict[str, list[tuple[int, float]]] = {}
-        for site, events in timeline.items():
-            current = power[site]
-            series: list[tuple[int, float]] = []
-            for ts, meter_id, kw in sorted(events):
-                current[meter_id] = kw
-                if series and series[-1][0] == ts:
-                    series.pop()
-                series.append((ts, sum(current.values())))
-            values[site] = series
+        values = {site: site_power_series(power[site], events) for site, events in timeline.items()}
         return [self._obs(sr, from_epoch_us(ts), kw) for sr in rules for ts, kw in values.get(sr.site, ())]
 
     async def _observe(
@@ -654,24 +649,19 @@ class SiteAlertStage(_Outboxed):
             return await self._quota(conn, sr, latest_end)
         if metric == "anomaly_score":
             return await self._anomaly(conn, sr, latest_end, buckets[-1]["n_total"])
+        observe = BUCKET_METRICS.get(metric)
+        if observe is None:
+            log.warning("alert rule %d has an unknown metric %r", sr.rule.rule_id, metric)
+            return []
         out = []
         for f in buckets:
-            end = f["bucket_start"] + length
-            if metric == "interval_energy_kwh":
-                out.append(self._obs(sr, end, f["total_kwh"]))
-            elif metric == "emissions_rate_kg_per_h":
-                co2e = f["co2e_kg"]
-                out.append(self._obs(sr, end, None if co2e is None else co2e * 3600.0 / self._bucket_s))
-            elif metric == "pue":
-                total, it = f["total_kwh"], f["it_kwh"]
-                out.append(self._obs(sr, end, total / it if total is not None and it else None))
-            elif metric == "imbalance":
-                main, sub = f["main_kwh"], f["sub_kwh"]
-                value = abs(main - sub) / main if main and sub is not None else None
-                out.append(self._obs(sr, end, value, detail=_detail(main_kwh=main, sub_items_kwh=sub)))
-            else:
-                log.warning("alert rule %d has an unknown metric %r", sr.rule.rule_id, metric)
-                return []
+            value, detail = observe(
+                BucketFigures(
+                    f["total_kwh"], f["main_kwh"], f["sub_kwh"], f["it_kwh"], f["co2e_kg"], self._bucket_s
+                )
+            )
+            extra = {"detail": _detail(**detail)} if detail else {}
+            out.append(self._obs(sr, f["bucket_start"] + length, value, **extra))
         return out
 
     async def _quota(self, conn: asyncpg.Connection, sr: _SiteRule, at: datetime) -> list[Observation]:
@@ -704,16 +694,9 @@ class SiteAlertStage(_Outboxed):
     ) -> list[Observation]:
         p = sr.rule.params
         days, min_samples = int(p.get("days", 28)), int(p.get("min_samples", 7))
-        zone = ZoneInfo(sr.timezone)
-        hour_end = at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        starts = [(hour_end - timedelta(hours=1)) - timedelta(days=d) for d in range(days + 1)]
-        # aware arithmetic in one zone keeps the wall-clock hour across a DST change
+        hour_end, starts = anomaly_hours(at, sr.timezone, days)
         complete = n_meters * (3600 // self._bucket_s)
-        got = {
-            r["i"] - 1: r["kwh"]
-            for r in await conn.fetch(_HOURLY, sr.site, [s.astimezone(UTC) for s in starts])
-            if r["n"] >= complete
-        }
+        got = {r["i"] - 1: r["kwh"] for r in await conn.fetch(_HOURLY, sr.site, starts) if r["n"] >= complete}
         if 0 not in got:
             return []
         history = [got[d] for d in range(1, days + 1) if d in got]
@@ -721,7 +704,7 @@ class SiteAlertStage(_Outboxed):
             return []
         score, median, scale = anomaly_score(got[0], history)
         detail = _detail(hour_kwh=got[0], usual_kwh=median, scale_kwh=scale, days=len(history))
-        return [self._obs(sr, hour_end.astimezone(UTC), score, detail=detail)]
+        return [self._obs(sr, hour_end, score, detail=detail)]
 
     # --- after commit, and on the timer ---
 
@@ -807,21 +790,14 @@ class GridAlerts(_Outboxed):
         self._recorded += await self._engine.evaluate(conn, obs)
         metrics.ALERT_EVALUATION_SECONDS.observe(time.monotonic() - started)
 
-    def _preferred(self, rows: list[asyncpg.Record], params: dict[str, Any]) -> list[asyncpg.Record]:
-        """Per interval, the one intensity a rule watches: actual, of its scope (or published), by
-        the rule's basis, else consumption before production before published."""
-        scope = params.get("scope", self._scope)
-        order = [params["basis"]] if "basis" in params else list(_BASIS_PREFERENCE)
-        best: dict[datetime, asyncpg.Record] = {}
-        for r in rows:
-            if r["kind"] != "actual" or r["scope"] not in (scope, "published") or r["basis"] not in order:
-                continue
-            if "factor_set" in params and r["factor_set"] != params["factor_set"]:
-                continue
-            held = best.get(r["ts"])
-            if held is None or order.index(r["basis"]) < order.index(held["basis"]):
-                best[r["ts"]] = r
-        return [best[t] for t in sorted(best)]
+    def _preferred(self, rows: list[asyncpg.Record], params: dict[str, Any]) -> list[Any]:
+        return preferred_intensity(
+            rows,
+            scope=params.get("scope", self._scope),
+            basis=params.get("basis"),
+            factor_set=params.get("factor_set"),
+            preference=_BASIS_PREFERENCE,
+        )
 
     async def tick(self, consumer: FencedConsumer) -> None:
         async def silence(conn: asyncpg.Connection, fenced: list[int]) -> None:

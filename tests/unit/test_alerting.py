@@ -14,16 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.alerting import (
+    BUCKET_METRICS,
     COMPARATORS,
     AlertState,
+    BucketFigures,
     Condition,
     Transition,
+    anomaly_hours,
     anomaly_score,
     event_id,
     fingerprint,
     local_period,
+    preferred_intensity,
     quota_ratio,
     silenced,
+    site_power_series,
     step,
 )
 from core.errors import InvalidInput
@@ -628,3 +633,93 @@ def test_silenced_empty_matchers_or_no_silences_match_nothing() -> None:
     assert not silenced(LABELS, [([], "acme")])
     assert not silenced(LABELS, [])
     assert not silenced({}, [([], None)])
+
+
+# --- the values rules observe (moved out of ingest/alerts.py) ------------------------------
+
+
+def _reference_power(
+    before: dict[int, float], readings: list[tuple[int, int, float]]
+) -> list[tuple[int, float]]:
+    """At each distinct time, every meter's latest power up to and including that time, summed."""
+    out = []
+    for t in sorted({ts for ts, _, _ in readings}):
+        latest = dict(before)
+        for ts, meter, kw in sorted(readings):
+            if ts <= t:
+                latest[meter] = kw
+        out.append((t, sum(latest.values())))
+    return out
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(st.integers(0, 5), st.floats(0, 1000, allow_nan=False), max_size=4),
+    st.lists(
+        st.tuples(st.integers(0, 20), st.integers(0, 5), st.floats(0, 1000, allow_nan=False)), max_size=30
+    ),
+)
+def test_site_power_series_agrees_with_the_reference(
+    before: dict[int, float], readings: list[tuple[int, int, float]]
+) -> None:
+    got = site_power_series(before, readings)
+    want = _reference_power(before, readings)
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want])
+
+
+def test_bucket_metrics() -> None:
+    f = BucketFigures(total_kwh=30.0, main_kwh=30.0, sub_kwh=27.0, it_kwh=20.0, co2e_kg=6.0, bucket_s=900)
+    values = {name: metric(f) for name, metric in BUCKET_METRICS.items()}
+    assert values["interval_energy_kwh"] == (30.0, {})
+    assert values["emissions_rate_kg_per_h"] == (24.0, {})
+    assert values["pue"] == (1.5, {})
+    assert values["imbalance"] == (pytest.approx(0.1), {"main_kwh": 30.0, "sub_items_kwh": 27.0})
+    empty = BucketFigures(None, None, None, None, None, 900)
+    assert {name: metric(empty)[0] for name, metric in BUCKET_METRICS.items()} == dict.fromkeys(
+        BUCKET_METRICS
+    )
+    # no IT energy is no PUE; no main energy is no imbalance
+    assert BUCKET_METRICS["pue"](BucketFigures(30.0, None, None, 0.0, None, 900))[0] is None
+    assert BUCKET_METRICS["imbalance"](BucketFigures(None, 0.0, 5.0, None, None, 900))[0] is None
+
+
+def test_anomaly_hours_keep_the_wall_clock_hour_across_dst() -> None:
+    # 2026-03-30 09:20 in London (BST): the hour 08:00-09:00 local, and the same hour before the
+    # change on 2026-03-29 (GMT), an hour later in UTC
+    end, starts = anomaly_hours(datetime(2026, 3, 30, 8, 20, tzinfo=UTC), "Europe/London", 2)
+    assert end == datetime(2026, 3, 30, 8, 0, tzinfo=UTC)
+    assert starts == [
+        datetime(2026, 3, 30, 7, 0, tzinfo=UTC),
+        datetime(2026, 3, 29, 7, 0, tzinfo=UTC),
+        datetime(2026, 3, 28, 8, 0, tzinfo=UTC),
+    ]
+    with pytest.raises(InvalidInput):
+        anomaly_hours(datetime(2026, 3, 30, 8, 20), "Europe/London", 2)  # noqa: DTZ001 - refused
+    with pytest.raises(InvalidInput):
+        anomaly_hours(datetime(2026, 3, 30, 8, 20, tzinfo=UTC), "Europe/London", 0)
+
+
+def test_preferred_intensity() -> None:
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC)
+
+    def row(
+        ts: datetime, basis: str, scope: str = "lifecycle", kind: str = "actual", fs: str = "ipcc"
+    ) -> dict:
+        return {"ts": ts, "basis": basis, "scope": scope, "kind": kind, "factor_set": fs}
+
+    rows = [
+        row(t1, "production"),
+        row(t1, "consumption"),
+        row(t0, "published", scope="published", fs="published"),
+        row(t0, "production", scope="direct"),
+        row(t0, "consumption", kind="forecast"),
+    ]
+    got = preferred_intensity(rows, scope="lifecycle")
+    assert [(r["ts"], r["basis"]) for r in got] == [(t0, "published"), (t1, "consumption")]
+    assert [r["basis"] for r in preferred_intensity(rows, scope="lifecycle", basis="production")] == [
+        "production"
+    ]
+    # the direct scope: at t0 its production beats the published value; t1 has only lifecycle rows
+    assert [(r["ts"], r["basis"]) for r in preferred_intensity(rows, scope="direct")] == [(t0, "production")]
+    assert preferred_intensity(rows, scope="lifecycle", factor_set="nope") == []
