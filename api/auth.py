@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -36,7 +37,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, TooManyRequests, Unauthorized
 from schemas.settings import Settings
-from wattstream.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
+from runtime.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
 
 __all__ = [
     "PERMISSIONS",
@@ -77,6 +78,9 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
 }
 _PREFIX: Final = "ws"
 _DUMMY_HASH: Final = hashlib.sha256(b"no such key").digest()
+# what `generate_key` makes (and `DELETE /v1/keys/{key_id}` takes): anything else is no key, and
+# never reaches the database or the key cache, whatever a client puts in its header
+_KEY_ID: Final = re.compile(r"[0-9a-f]{1,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,7 @@ def generate_key() -> NewKey:
 
 def _split(token: str) -> tuple[str, str] | None:
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != _PREFIX or not parts[1] or not parts[2]:
+    if len(parts) != 3 or parts[0] != _PREFIX or not _KEY_ID.fullmatch(parts[1]) or not parts[2]:
         return None
     return parts[1], parts[2]
 

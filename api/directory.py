@@ -23,7 +23,8 @@ import asyncpg
 
 from api.auth import Principal, scoped_connection
 from api.params import site_or_404
-from wattstream.dberrors import TRANSIENT_DB_ERRORS
+from runtime.backoff import Backoff, pause
+from runtime.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = ["CHANNEL", "SERVICE", "SiteDirectory", "SiteInfo"]
 
@@ -113,20 +114,20 @@ class SiteDirectory:
         """Hold a connection that LISTENs on `CHANNEL`; reconnect when it is lost. Whatever
         changed while nobody listened is caught by a whole reload on each (re)connection."""
         dsn = self._dsn or ""
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)
         while not stop.is_set():
             try:
                 conn = await asyncpg.connect(dsn)
             except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
+                delay = backoff.failed()
                 log.warning("registry announcements: cannot listen, retrying in %.0f s: %s", delay, exc)
-                await _first_of(delay, stop)
-                delay = min(delay * 2, 30.0)
+                await pause(delay, stop)
                 continue
             lost = asyncio.Event()
             try:
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._announced)
-                delay = 1.0
+                backoff.reset()
                 self._wake.set()  # a whole reload: changes made while nobody listened
                 await _first_of(None, stop, lost)
             except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:

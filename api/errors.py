@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
-from wattstream.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
+from runtime.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
 
 __all__ = [
     "ApiError",
@@ -83,7 +83,10 @@ def _body(code: str, message: str, field: str | None) -> dict[str, object]:
 
 
 def _field_of(loc: tuple[object, ...]) -> str | None:
-    # ("query", "start") -> "start"; ("body", "sites", 0, "name") -> "sites.0.name"
+    # ("query", "start") -> "start"; ("query", "site", 3) -> "site": a parameter is the field,
+    # whichever of its repeats is at fault; ("body", "sites", 0, "name") -> "sites.0.name"
+    if len(loc) > 1 and loc[0] in ("query", "path", "header", "cookie"):
+        return str(loc[1])
     parts = [str(p) for p in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
     return ".".join(parts) or None
 

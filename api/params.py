@@ -1,26 +1,38 @@
-"""Query parameters and lookups shared by routers: time ranges, resolutions, a site or 404."""
+"""Query parameters and lookups shared by routers: time ranges, resolutions, cursors, page sizes,
+free text, a site or 404.
+
+Every value a client sends is bounded here, before any arithmetic or query sees it: an instant
+out of `schemas.bounds`' range, an integer past its bound or text with control characters answers
+422 naming the parameter, in the one error shape.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import asyncpg
 from fastapi import Path, Query
-from pydantic import AwareDatetime
+from pydantic import AfterValidator
 
 from api.auth import Principal
 from api.errors import ApiError, NotFound
+from schemas.bounds import EARLIEST_US, INSTANT_RANGE, LATEST_US, Instant
 
 __all__ = [
     "INTERVAL",
     "MAX_BUCKETS",
+    "MAX_PAGE",
+    "PRINTABLE",
     "AsOf",
     "End",
+    "EpochCursor",
+    "PageLimit",
     "Res",
     "Resolution",
     "RowId",
     "Start",
+    "StartOrNow",
     "check_range",
     "site_or_404",
     "visible_or_404",
@@ -31,15 +43,45 @@ INTERVAL = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1
 _APPROX_S = {"15min": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
 MAX_BUCKETS = 10_000
 
-Start = Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")]
-End = Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")]
+Start = Annotated[Instant, Query(description=f"inclusive, RFC 3339 with offset, {INSTANT_RANGE}")]
+End = Annotated[Instant, Query(description=f"exclusive, RFC 3339 with offset, {INSTANT_RANGE}")]
 Res = Annotated[Resolution, Query(description="bucket size; day and month are local to the site")]
 AsOf = Annotated[
-    AwareDatetime | None,
-    Query(description="the figures as they were known at this time (before later restatements); default now"),
+    Instant | None,
+    Query(
+        description="the figures as they were known at this time (before later restatements); "
+        f"default now; {INSTANT_RANGE}"
+    ),
+]
+StartOrNow = Annotated[
+    Instant | None, Query(description=f"RFC 3339 with offset, {INSTANT_RANGE}; default now")
 ]
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a row's id")]
+
+# no page is larger whatever WATTSTREAM_API_PAGE_MAX says: the bound the schema can state
+MAX_PAGE: Final = 1_000_000
+PageLimit = Annotated[
+    int | None, Query(ge=1, le=MAX_PAGE, description="page size; at most WATTSTREAM_API_PAGE_MAX")
+]
+
+# free text that reaches the database: PostgreSQL text cannot hold NUL, and no name has controls
+PRINTABLE: Final = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _cursor_in_range(cursor: str | None) -> str | None:
+    if cursor is not None and not EARLIEST_US <= int(cursor) < LATEST_US:
+        raise ValueError(f"not a cursor this API hands out: its instant must be {INSTANT_RANGE}")
+    return cursor
+
+
+# a page's last item as UTC epoch microseconds (negative before 1970), so the next page starts
+# after it; ASCII digits only, as `\d` would take any script's
+EpochCursor = Annotated[
+    str | None,
+    Query(pattern=r"^-?[0-9]{1,19}$", description="next_cursor of the previous page"),
+    AfterValidator(_cursor_in_range),
+]
 
 _SITE = "SELECT site_id, timezone, balance_tolerance, region, tenant FROM sites WHERE site_id = $1"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -73,13 +74,16 @@ class Event:
         return f"{self.partition}.{self.offset}"
 
 
+# ASCII digits of a partition and an offset as Kafka bounds them: `str.isdigit` takes "²", which
+# `int` refuses, and `int` refuses more than 4,300 digits
+_EVENT_ID: Final = re.compile(r"([0-9]{1,10})\.([0-9]{1,19})")
+
+
 def parse_event_id(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    part, _, off = text.strip().partition(".")
-    if not (part.isdigit() and off.isdigit()):
-        return None
-    return int(part), int(off)
+    """The (partition, offset) of an event id; None for anything else (a client's resume point is
+    a hint: a stream it cannot use starts from now, as without one)."""
+    found = _EVENT_ID.fullmatch(text.strip()) if text else None
+    return None if found is None else (int(found[1]), int(found[2]))
 
 
 Writer = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]

@@ -66,7 +66,7 @@ from ingest.consumer import OffsetAdvance
 from ingest.errors import FencedOffsets
 from ingest.writer import ReadingRows
 from schemas.timeutil import from_epoch_us, to_epoch_us
-from wattstream.dberrors import is_transient_db_error
+from runtime.dberrors import is_transient_db_error
 
 if TYPE_CHECKING:
     from ingest.consumer import FencedConsumer

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import logging
@@ -36,10 +35,11 @@ from core.jsonscan import nesting_exceeds
 from ingest import metrics
 from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError
 from ingest.topics import max_message_bytes
+from runtime.backoff import Backoff, pause
+from runtime.dberrors import is_transient_db_error
 from schemas.deadletter import dead_letter_headers
 from schemas.messages import InvalidMessage
 from schemas.settings import Settings
-from wattstream.dberrors import is_transient_db_error
 
 __all__ = [
     "NO_STORED_OFFSET",
@@ -206,7 +206,7 @@ class FencedConsumer(ABC):
         self._last_tick = time.monotonic()
         self._stop = asyncio.Event()
         self._deadletter_max_bytes = 0  # the dead-letter topic's max.message.bytes, read at start
-        self._kafka_delay = settings.db_retry_initial_s
+        self._kafka_backoff = self._backoff()
 
     # --- what a subclass provides ---
 
@@ -320,7 +320,7 @@ class FencedConsumer(ABC):
             for tp, msgs in sorted(owned.items(), key=lambda kv: kv[0].partition):
                 await self._settle(tp, msgs, stop)
         else:
-            self._kafka_delay = self._s.db_retry_initial_s
+            self._kafka_backoff.reset()
 
     async def _settle(self, tp: TopicPartition, msgs: list[ConsumerRecord], stop: asyncio.Event) -> bool:
         """Process `msgs` (in order, of one partition) in halves until each failing record stands
@@ -372,7 +372,7 @@ class FencedConsumer(ABC):
             # read it again after a pause: a fault that clears (a bug fixed by a redeploy, a
             # resource freed) must not cost a record
             self.kafka_consumer.seek(tp, msg.offset)
-            await _sleep_or_stop(min(self._s.db_retry_initial_s * 2**failures, self._s.db_retry_max_s), stop)
+            await pause(min(self._s.db_retry_initial_s * 2**failures, self._s.db_retry_max_s), stop)
             return False
         return await self._give_up(tp, msg, f"processing failed {failures} times; last: {error}", stop)
 
@@ -421,9 +421,10 @@ class FencedConsumer(ABC):
         """Kafka could not take a batch's output: read the uncommitted part again after a pause."""
         metrics.KAFKA_RETRIES.inc()
         first = min(owned.items(), key=lambda kv: kv[0].partition)
+        delay = self._kafka_backoff.failed()
         log.warning(
             "Kafka unavailable, batch held and read again in %.1f s: %r",
-            self._kafka_delay,
+            delay,
             exc,
             extra={"topic": self._topic, "partition": first[0].partition, "offset": first[1][0].offset},
         )
@@ -431,8 +432,7 @@ class FencedConsumer(ABC):
             if tp in self.positions and self.positions[tp] <= msgs[-1].offset:
                 self.kafka_consumer.seek(tp, msgs[0].offset)
         self.forget_state()
-        await _sleep_or_stop(self._kafka_delay, stop)
-        self._kafka_delay = min(self._kafka_delay * 2, self._s.db_retry_max_s)
+        await pause(delay, stop)
 
     async def _guarded_tick(self) -> None:
         try:
@@ -546,7 +546,7 @@ class FencedConsumer(ABC):
         never skipped). None if the offsets were fenced: the consumer has re-sought and the
         batch will be read again by whoever owns it."""
         deadline: float | None = None
-        delay = self._s.db_retry_initial_s
+        backoff = self._backoff()
         while True:
             try:
                 async with self.db.acquire() as conn:
@@ -560,6 +560,7 @@ class FencedConsumer(ABC):
                     raise
                 metrics.DB_RETRIES.inc()
                 first = min(owned.items(), key=lambda kv: kv[0].partition)
+                delay = backoff.failed()
                 log.warning(
                     "database unavailable, batch held and retried in %.1f s: %s",
                     delay,
@@ -576,8 +577,7 @@ class FencedConsumer(ABC):
                         raise DatabaseUnavailable(
                             "stopping with the database away; batch left uncommitted"
                         ) from exc
-                await _sleep_or_stop(delay, stop)
-                delay = min(delay * 2, self._s.db_retry_max_s)
+                await pause(delay, stop)
 
     async def send_dead_letters(
         self, conn: asyncpg.Connection, problems: Sequence[tuple[ConsumerRecord, Sequence[InvalidMessage]]]
@@ -671,7 +671,7 @@ class FencedConsumer(ABC):
             log.info("kafka offset hint not committed: %s", exc, extra={"topic": self._topic})
 
     async def _retrying(self, op: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
-        delay = self._s.db_retry_initial_s
+        backoff = self._backoff()
         while True:
             try:
                 async with self.db.acquire() as conn:
@@ -681,30 +681,30 @@ class FencedConsumer(ABC):
                     raise
                 if self._stop.is_set():
                     raise DatabaseUnavailable("stopping with the database away") from exc
+                delay = backoff.failed()
                 log.warning(
                     "database unavailable, retrying in %.1f s: %s", delay, exc, extra={"topic": self._topic}
                 )
-                await _sleep_or_stop(delay, self._stop)
-                delay = min(delay * 2, self._s.db_retry_max_s)
+                await pause(delay, self._stop)
 
     async def _record_limits(self, stop: asyncio.Event) -> dict[str, int]:
         """The topics' max.message.bytes; waits for the broker and for topics just created
         (their metadata reaches the broker's cache a moment later)."""
         topics = [self._s.topic_deadletter, self._topic]
-        delay = self._s.db_retry_initial_s
+        backoff = self._backoff()
         while True:
             try:
                 return await max_message_bytes(self._s.kafka_bootstrap, topics)
             except KafkaError as exc:
                 if stop.is_set():
                     raise IngestError(f"cannot read the topics' limits: {exc}") from exc
+                delay = backoff.failed()
                 log.warning("cannot read the topics' limits yet, retrying in %.1f s: %s", delay, exc)
-                await _sleep_or_stop(delay, stop)
-                delay = min(delay * 2, self._s.db_retry_max_s)
+                await pause(delay, stop)
 
     async def _create_pool(self, stop: asyncio.Event) -> asyncpg.Pool:
         s = self._s
-        delay = s.db_retry_initial_s
+        backoff = self._backoff()
         while True:
             try:
                 return await asyncpg.create_pool(
@@ -713,11 +713,9 @@ class FencedConsumer(ABC):
             except Exception as exc:
                 if not is_transient_db_error(exc) or stop.is_set():
                     raise IngestError(f"cannot connect to the database: {exc}") from exc
+                delay = backoff.failed()
                 log.warning("database not reachable yet, retrying in %.1f s: %s", delay, exc)
-                await _sleep_or_stop(delay, stop)
-                delay = min(delay * 2, s.db_retry_max_s)
+                await pause(delay, stop)
 
-
-async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:
-    with contextlib.suppress(TimeoutError):  # the delay passed without a stop: that is the normal case
-        await asyncio.wait_for(stop.wait(), delay)
+    def _backoff(self) -> Backoff:
+        return Backoff(self._s.db_retry_initial_s, self._s.db_retry_max_s)

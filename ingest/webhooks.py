@@ -35,7 +35,7 @@ from ingest import metrics
 from ingest.consumer import FencedConsumer
 from schemas.settings import Settings
 from schemas.webhooks import EVENT_ID_HEADER, SEVERITIES, SIGNATURE_HEADER, alertmanager_payload, sign
-from wattstream.dberrors import is_transient_db_error
+from runtime.dberrors import is_transient_db_error
 
 __all__ = ["Dispatcher", "WebhookRouter"]
 

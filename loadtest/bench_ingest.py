@@ -3,17 +3,18 @@
 Reference: raw asyncpg `copy_records_to_table` of the same rows into the same (indexed,
 empty) hypertable on the same box, in the same run. wattstream: the ingest worker draining a
 topic pre-filled with the same readings (decode, validate, resolve meters, split, COPY, meter
-state, fenced offsets, commit). Both start from an empty table in a fresh database.
+state, fenced offsets, commit, and the batch stages the CLI passes). Both start from an empty
+table in a fresh database.
 
-    python -m loadtest.bench_ingest --readings 300000 --per-message 100
+    wattstream bench --only ingest --readings 300000 --per-message 100
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -21,11 +22,13 @@ from aiokafka import AIOKafkaProducer
 
 from ingest.registry import MeterRecord, SiteRecord, register
 from ingest.worker import IngestWorker
+from ingest.writer import BatchStage
 from loadtest.scratch import scratch
 from schemas.settings import Settings
-from wattstream.wiring import batch_stages
 
-__all__ = ["main", "report", "run"]
+__all__ = ["Stages", "report", "run"]
+
+Stages = Callable[[Settings], Sequence[BatchStage]]  # the composition root's batch_stages
 
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -101,10 +104,10 @@ async def _produce(s: Settings, readings: list[Row], per_message: int) -> None:
         await producer.stop()
 
 
-async def _wattstream_rate(s: Settings, n: int) -> tuple[float, float]:
+async def _wattstream_rate(s: Settings, n: int, stages: Stages) -> tuple[float, float]:
     """(rows/s, seconds to the first committed row) of the worker draining the topic."""
     stop = asyncio.Event()
-    worker = IngestWorker(s, batch_stages(s))
+    worker = IngestWorker(s, stages(s))
     conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
     task = asyncio.create_task(worker.run(stop))
     try:
@@ -134,6 +137,7 @@ async def run(
     readings_n: int,
     per_message: int,
     *,
+    stages: Stages,
     sites: int,
     meters_per_site: int,
     region: str | None = None,
@@ -153,7 +157,7 @@ async def run(
         t0 = time.perf_counter()
         await _produce(s, readings, per_message)
         produce_s = time.perf_counter() - t0
-        rate, startup = await _wattstream_rate(s, readings_n)
+        rate, startup = await _wattstream_rate(s, readings_n, stages)
         return {
             "readings": readings_n,
             "per_message": per_message,
@@ -164,29 +168,6 @@ async def run(
             "produce_s": produce_s,
             "startup_s": startup,
         }
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--readings", type=int, default=300_000)
-    p.add_argument(
-        "--per-message", type=int, default=100, help="readings per Kafka message (1 = single form)"
-    )
-    p.add_argument("--sites", type=int, default=500)
-    p.add_argument("--meters-per-site", type=int, default=4)
-    p.add_argument("--region", default=None, help="register the sites in this grid region (emissions)")
-    a = p.parse_args()
-    r = asyncio.run(
-        run(
-            Settings(),
-            a.readings,
-            a.per_message,
-            sites=a.sites,
-            meters_per_site=a.meters_per_site,
-            region=a.region,
-        )
-    )
-    print(report(r))
 
 
 def report(r: dict[str, float]) -> str:
@@ -200,7 +181,3 @@ def report(r: dict[str, float]) -> str:
             f"  (producing took {r['produce_s']:.1f} s; first commit {r['startup_s']:.1f} s after start)",
         ]
     )
-
-
-if __name__ == "__main__":
-    main()

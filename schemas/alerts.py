@@ -10,9 +10,10 @@ import re
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic.config import JsonDict, JsonValue
 
+from schemas.bounds import Instant
 from schemas.messages import IDENTIFIER
 from schemas.openapi import example
 
@@ -356,8 +357,8 @@ class SilenceCreate(BaseModel):
     )
 
     matchers: list[Matcher] = Field(min_length=1, max_length=20)
-    starts_at: AwareDatetime | None = Field(None, description="default now")
-    ends_at: AwareDatetime
+    starts_at: Instant | None = Field(None, description="default now")
+    ends_at: Instant
     comment: str = Field("", max_length=1000, examples=["planned chiller maintenance"])
 
 

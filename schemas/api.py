@@ -8,6 +8,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
 
+from schemas.bounds import Instant
 from schemas.openapi import example
 
 __all__ = [
@@ -650,8 +651,8 @@ class CertificateCreate(BaseModel):
     model_config = example(_CERTIFICATE_EXAMPLE, extra="forbid")
 
     kind: Literal["green_power", "certificate"] = Field(description="绿电 contract or 绿证 certificate")
-    period_start: datetime
-    period_end: datetime
+    period_start: Instant
+    period_end: Instant
     mwh: float = Field(gt=0, lt=1e9)
     factor_g_per_kwh: float = Field(0.0, ge=0, lt=5000, description="emissions of the contracted power")
     reference: str | None = Field(None, max_length=200, examples=["GEC-2026-330100-000123"])

@@ -648,12 +648,12 @@ def bench(
         raise typer.Exit(2)
     if only in (None, "ingest"):
         from loadtest.bench_ingest import report, run
+        from wattstream.wiring import batch_stages
 
         s = _settings()
         for n in per_message or [100, 1]:
-            console.print(
-                report(asyncio.run(run(s, readings, n, sites=500, meters_per_site=4, region=region)))
-            )
+            done = run(s, readings, n, stages=batch_stages, sites=500, meters_per_site=4, region=region)
+            console.print(report(asyncio.run(done)))
     if only in (None, "intensity"):
         from loadtest import bench_intensity
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Query
 from api.auth import GridRead, Principal, Scoped
 from api.deps import SettingsDep
 from api.errors import ApiError, NotFound, error_responses
-from api.params import AsOf, End, Start, check_range
+from api.params import PRINTABLE, AsOf, End, Start, StartOrNow, check_range
 from core.intensity import lowest_window
 from schemas.api import (
     CarbonWindow,
@@ -51,7 +51,10 @@ BasisQ = Annotated[
     Basis, Query(description="production, consumption (flow-traced) or the operator's published")
 ]
 FactorSetQ = Annotated[
-    str | None, Query(max_length=100, description="a factor set by name, e.g. publisher; overrides scope")
+    str | None,
+    Query(
+        max_length=100, pattern=PRINTABLE, description="a factor set by name, e.g. publisher; overrides scope"
+    ),
 ]
 
 # a region exists if it has grid data; a manager sees the regions its sites are in
@@ -347,7 +350,9 @@ async def shares(
     start: Start,
     end: End,
     resolution: Annotated[Literal["hour", "day", "month"], Query()] = "day",
-    timezone: Annotated[str, Query(max_length=64, description="IANA zone for days and months")] = "UTC",
+    timezone: Annotated[
+        str, Query(max_length=64, pattern=PRINTABLE, description="IANA zone for days and months")
+    ] = "UTC",
 ) -> SharesSeries:
     check_range(start, end, resolution, {"hour": 3600, "day": 86_400, "month": 28 * 86_400}[resolution])
     await region_or_404(conn, region, who)
@@ -406,14 +411,14 @@ async def lowest_carbon_window(
     region: Region,
     duration_minutes: Annotated[int, Query(ge=5, le=1440, description="how long the load runs")] = 60,
     horizon_hours: Annotated[int, Query(ge=1, le=72, description="how far ahead it may start and end")] = 24,
-    start: Annotated[datetime | None, Query(description="horizon start (aware); default now")] = None,
+    start: StartOrNow = None,
     scope: ScopeQ = None,
 ) -> CarbonWindow:
-    if start is not None and start.tzinfo is None:
-        raise ApiError("start needs a UTC offset", field="start")
     if duration_minutes > horizon_hours * 60:
         raise ApiError("the window must fit in the horizon", field="duration_minutes")
     await region_or_404(conn, region, who)
+    # start is within schemas.bounds' range, whose margins hold the horizon and the days shifted
+    # back: t0, t1 and the persistence window stay datetimes and timestamptz values
     t0 = (start or datetime.now(UTC)).astimezone(UTC)
     t1 = t0 + timedelta(hours=horizon_hours)
     forecast = await conn.fetchrow(_FORECAST_SETS, region, t0, t1)

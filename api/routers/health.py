@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from wattstream.dberrors import TRANSIENT_DB_ERRORS
+from runtime.dberrors import TRANSIENT_DB_ERRORS
 
 __all__ = ["router"]
 

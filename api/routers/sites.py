@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from api.auth import Scoped, SitesRead
 from api.deps import SettingsDep
 from api.errors import ApiError, NotFound, error_responses
-from api.params import visible_or_404
+from api.params import End, EpochCursor, PageLimit, Start, visible_or_404
 from schemas.api import MeterPublic, Page, ReadingPublic, SitePublic
 from schemas.messages import IDENTIFIER, QUALITY_NAMES
 from schemas.timeutil import from_epoch_us, to_epoch_us
@@ -61,7 +60,7 @@ async def list_sites(
     conn: Scoped,
     who: SitesRead,
     settings: SettingsDep,
-    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
+    limit: PageLimit = None,
     cursor: Annotated[
         str | None, Query(pattern=IDENTIFIER, description="next_cursor of the previous page")
     ] = None,
@@ -98,12 +97,10 @@ async def list_readings(
     settings: SettingsDep,
     site: SiteId,
     meter: MeterName,
-    start: Annotated[AwareDatetime, Query(description="inclusive, RFC 3339 with offset")],
-    end: Annotated[AwareDatetime, Query(description="exclusive, RFC 3339 with offset")],
-    limit: Annotated[int | None, Query(ge=1, description="page size")] = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^\d{1,19}$", description="next_cursor of the previous page")
-    ] = None,
+    start: Start,
+    end: End,
+    limit: PageLimit = None,
+    cursor: EpochCursor = None,
 ) -> Page[ReadingPublic]:
     if end <= start:
         raise ApiError("end must be after start", field="end")

@@ -40,9 +40,13 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/stream", tags=["streams"])
 
-LastEventId = Annotated[str | None, Header(description="the id of the last event received, to resume")]
+# an id is `<partition>.<offset>`; one the stream cannot use (not an id) starts it from now
+LastEventId = Annotated[
+    str | None, Header(max_length=64, description="the id of the last event received, to resume")
+]
 LastEventIdQuery = Annotated[
-    str | None, Query(alias="last_event_id", description="Last-Event-ID, for clients that cannot set it")
+    str | None,
+    Query(alias="last_event_id", max_length=64, description="Last-Event-ID, for clients that cannot set it"),
 ]
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {

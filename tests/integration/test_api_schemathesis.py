@@ -1,28 +1,36 @@
-"""Schemathesis against the live OpenAPI of a running API (bounded examples): no 5xx, ever."""
+"""Schemathesis against the live OpenAPI of a running API over seeded data (bounded examples):
+no 5xx, ever. Its hooks (`schemathesis_hooks.py`) add instants out of range in UTC and at the
+ends of the accepted range, and point path parameters at the seeded site, meter and region;
+schemathesis itself adds huge and out-of-bound integers and malformed strings (negative mode)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, api_server, make_key
+from api_seed import METER, REGION, SITE, seeded_api
+from helpers import ROOT
 
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 
+_HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
-async def test_no_server_errors_on_generated_requests(pipeline: Settings, tmp_path: Path) -> None:
-    token = await make_key(pipeline, rate_per_s=100_000, burst=100_000)
-    async with api_server(pipeline) as base:
+
+async def test_no_server_errors_on_generated_requests(settings: Settings, tmp_path: Path) -> None:
+    async with seeded_api(settings, "schemathesis") as api:
         proc = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).with_name("schemathesis")),
             "run",
-            f"{base}/openapi.json",
+            f"{api.base}/openapi.json",
             "--checks",
             "not_a_server_error",
+            "--mode",
+            "all",  # valid and invalid data both
             "--max-examples",
             "25",
             "--seed",
@@ -36,8 +44,15 @@ async def test_no_server_errors_on_generated_requests(pipeline: Settings, tmp_pa
             "--exclude-path-regex",
             "^/v1/stream/",  # live streams never end; they have their own tests
             "--header",
-            f"Authorization: Bearer {token}",
+            f"Authorization: Bearer {api.token}",
             cwd=ROOT,
+            env={
+                **os.environ,
+                "SCHEMATHESIS_HOOKS": str(_HOOKS),
+                "FUZZ_SITE": SITE,
+                "FUZZ_METER": METER,
+                "FUZZ_REGION": REGION,
+            },
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

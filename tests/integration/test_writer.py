@@ -10,7 +10,7 @@ import pytest
 from ingest.errors import FencedOffsets
 from ingest.writer import CREATE_STAGE, NO_STORED_OFFSET, OffsetAdvance, ReadingRows, ReadingWriter
 from schemas.settings import Settings
-from wattstream.dberrors import is_transient_db_error
+from runtime.dberrors import is_transient_db_error
 
 pytestmark = pytest.mark.integration
 

@@ -94,6 +94,9 @@ def test_event_ids_and_wire_form() -> None:
     assert parse_event_id("3.41") == (3, 41)
     for bad in (None, "", "x", "1.", ".2", "1.2.3", "-1.2"):
         assert parse_event_id(bad) is None
+    # digits `str.isdigit` takes and `int` refuses ("²"), and more digits than `int` converts
+    for bad in ("².1", "1.²", "١.٢", "1." + "9" * 5000, "9" * 5000 + ".1"):
+        assert parse_event_id(bad) is None
     assert sse(_event("grid:CN-ZJ", 7, 2)) == b'id: 2.7\nevent: grid\ndata: {"n": 7}\n\n'
 
 
