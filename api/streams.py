@@ -34,6 +34,8 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 from starlette.types import Send
 
+from runtime.backoff import Backoff, pause
+
 __all__ = [
     "ALERTS_CHANNEL",
     "HEARTBEAT",
@@ -388,18 +390,17 @@ class DerivedTopics:
 
 async def run_derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.Event) -> None:
     """`derived_consumer`, restarted with backoff when it fails, until `stop`."""
-    delay = 0.5
+    backoff = Backoff(0.5, 10.0)
     while not stop.is_set():
         try:
             await derived_consumer(topics, hub, stop)
         except Exception as exc:  # the streams pause and recover; the API keeps serving queries
+            delay = backoff.failed()
             if isinstance(exc, KafkaError | OSError):
                 log.warning("stream consumer lost Kafka, restarting in %.1f s: %s", delay, exc)
             else:
                 log.exception("stream consumer failed, restarting in %.1f s", delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 10.0)
+            await pause(delay, stop)
 
 
 async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.Event) -> None:
