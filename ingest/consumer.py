@@ -343,6 +343,14 @@ class FencedConsumer(ABC):
                 await self._hold({tp: msgs}, stop, exc)
                 return False
             self.forget_state()
+            if self.positions.get(tp, NO_STORED_OFFSET) > msgs[-1].offset:
+                # committed, then failed publishing what it derived: nothing of it to read again
+                log.warning(
+                    "a committed batch failed after its commit: %r",
+                    exc,
+                    extra={"topic": self._topic, "partition": tp.partition, "offset": msgs[-1].offset},
+                )
+                return True
             if len(msgs) > 1:
                 mid = len(msgs) // 2
                 return await self._settle(tp, msgs[:mid], stop) and await self._settle(tp, msgs[mid:], stop)

@@ -218,3 +218,46 @@ async def test_a_record_that_keeps_failing_is_counted_kept_and_passed(pipeline: 
     dead = [read_dead_letter(r.headers) for r in await read_topic(s, s.topic_deadletter)]
     assert [(d.reason, d.offset) for d in dead] == [("processing_failed", 15)]
     assert "this stage cannot take 666 kWh" in dead[0].error
+
+
+class _FailsAfterCommit:
+    """A publishing stage whose messages cannot be built, as a bug after the commit would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._armed = False
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        """Nothing per connection."""
+
+    async def apply(self, conn: asyncpg.Connection, rows: ReadingRows) -> None:
+        self._armed = bool((rows.energy_kwh == POISON_KWH).any())
+
+    def take_messages(self) -> list[tuple[str, bytes, bytes]]:
+        self.calls += 1
+        if self._armed:
+            self._armed = False
+            raise RuntimeError("cannot build this batch's events")
+        return []
+
+
+async def test_a_failure_after_the_commit_is_not_processed_again(pipeline: Settings) -> None:
+    s = pipeline.model_copy(update={"db_retry_initial_s": 0.05})
+    site = "poison-d"
+    key = site.encode()
+    messages = [(key, _reading(site, i, POISON_KWH if i == 5 else None), []) for i in range(12)]
+    after = _FailsAfterCommit()
+    async with _running(s, [*batch_stages(s), after]) as task:
+        await _send(s, messages)
+
+        async def stored() -> object:
+            rows = (await reading_stats(s, {site}))[0]
+            return rows == 12 or rows
+
+        await wait_for(stored, 60, "every reading stored")
+        assert not task.done()
+    # committed once, never counted as a failing record, never dead-lettered, offsets never back
+    assert await fetch(s, "SELECT * FROM ingest_failures") == []
+    assert await read_topic(s, s.topic_deadletter) == []
+    (offset,) = await fetch(s, "SELECT next_offset FROM ingest_offsets WHERE topic = $1", s.topic_readings)
+    assert offset["next_offset"] == 12
