@@ -36,8 +36,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Forbidden, TooManyRequests, Unauthorized
-from schemas.settings import Settings
 from runtime.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
+from schemas.settings import Settings
 
 __all__ = [
     "PERMISSIONS",

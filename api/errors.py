@@ -11,8 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from schemas.api import ErrorBody, ErrorDetail
 from runtime.dberrors import API_TRANSIENT_DB_ERRORS, is_transient_db_error
+from schemas.api import ErrorBody, ErrorDetail
 
 __all__ = [
     "ApiError",

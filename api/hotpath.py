@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import PERMISSIONS
 from api.errors import ApiError
 from api.streams import StreamHub
-from schemas.messages import IDENTIFIER_STRICT
 from runtime.dberrors import API_TRANSIENT_DB_ERRORS
+from schemas.messages import IDENTIFIER_STRICT
 
 # a failed key check goes on to the route, which answers it: 401, or 503 with Retry-After
 _ROUTE_ANSWERS: tuple[type[Exception], ...] = (ApiError, *API_TRANSIENT_DB_ERRORS)

@@ -65,8 +65,8 @@ from ingest import metrics
 from ingest.consumer import OffsetAdvance
 from ingest.errors import FencedOffsets
 from ingest.writer import ReadingRows
-from schemas.timeutil import from_epoch_us, to_epoch_us
 from runtime.dberrors import is_transient_db_error
+from schemas.timeutil import from_epoch_us, to_epoch_us
 
 if TYPE_CHECKING:
     from ingest.consumer import FencedConsumer

@@ -33,9 +33,9 @@ from aiokafka.structs import ConsumerRecord
 from core.alerting import silenced
 from ingest import metrics
 from ingest.consumer import FencedConsumer
+from runtime.dberrors import is_transient_db_error
 from schemas.settings import Settings
 from schemas.webhooks import EVENT_ID_HEADER, SEVERITIES, SIGNATURE_HEADER, alertmanager_payload, sign
-from runtime.dberrors import is_transient_db_error
 
 __all__ = ["Dispatcher", "WebhookRouter"]
 

@@ -9,8 +9,8 @@ import pytest
 
 from ingest.errors import FencedOffsets
 from ingest.writer import CREATE_STAGE, NO_STORED_OFFSET, OffsetAdvance, ReadingRows, ReadingWriter
-from schemas.settings import Settings
 from runtime.dberrors import is_transient_db_error
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 
