@@ -1,20 +1,19 @@
-"""Live streams: one Kafka consumer per API process, fanned out in-process to SSE clients.
+"""The stream hub: channels with their recent events (the replay buffer) and their subscribers.
 
-The consumer (no consumer group: every API process reads everything) is assigned every
-partition of the derived topics and, at start, seeks back `buffer` records per partition, so
-the per-stream ring buffers are warm and a client can resume with `Last-Event-ID` across API
-restarts. A stream is a channel (`grid:<region>`, `site:<site>`); an event's id is
-`<partition>.<offset>` of its Kafka record, so ids are the same in every API process and
-ordered within a channel (a channel's key always maps to one partition).
+A stream is a channel (`grid:<region>`, `site:<site>`, `alerts:all`). The hub keeps the newest
+`buffer` events of each channel, so a client resuming with `Last-Event-ID` is sent what it
+missed first, and the newest one is the latest-value cache. An event already published (same
+channel and partition, an offset not newer) is neither buffered nor sent again, so the reader's
+read-back at a restart sends nothing twice.
 
 Fan-out: an event is formatted (and chunk-framed) once and written to each caught-up client
 from the fan-out loop itself: straight to the connection's transport under uvicorn's httptools
-server (`ServerWire`), else through the server's `send` (no task switch per client either
-way); a client the server cannot write to at once gets it queued, and its own task writes what
-is pending in one chunk (`Subscription`). Heartbeats come from one timer, not one per
-client. Backpressure: a client that falls `client_queue` frames behind is dropped (its stream
-ends; it may reconnect with Last-Event-ID), never allowed to grow memory. Clients never create
-Kafka consumers.
+server (`api.streams.wire.ServerWire`), else through the server's `send` (no task switch per
+client either way); a client the server cannot write to at once gets it queued, and its own
+task writes what is pending in one chunk (`Subscription`). Heartbeats come from one timer, not
+one per client. Backpressure: a client that falls `client_queue` frames behind is dropped (its
+stream ends; it may reconnect with Last-Event-ID), never allowed to grow memory. Nothing here
+knows Kafka: `api.streams.reader` publishes into the hub.
 """
 
 from __future__ import annotations
@@ -23,32 +22,23 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
-from starlette.types import Send
 
-from runtime.backoff import Backoff, pause
+from api.streams.wire import ServerWire, chunked
 
 __all__ = [
-    "ALERTS_CHANNEL",
     "HEARTBEAT",
-    "RAW_SEND",
-    "DerivedTopics",
+    "SSE_CLIENTS",
+    "SSE_EVENTS",
     "Event",
-    "ServerWire",
     "StreamHub",
     "Subscription",
-    "chunked",
-    "derived_consumer",
     "parse_event_id",
-    "run_derived_consumer",
     "sse",
 ]
 
@@ -89,52 +79,6 @@ def parse_event_id(text: str | None) -> tuple[int, int] | None:
 
 
 Writer = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
-
-
-def chunked(frame: bytes) -> bytes:
-    """A body frame as one HTTP/1.1 chunk (what the server writes for it on a chunked stream)."""
-    return b"%x\r\n%s\r\n" % (len(frame), frame)
-
-
-class ServerWire:
-    """The connection under a started stream, when the server is uvicorn's httptools one: the hub
-    writes a frame, chunk-framed once per event, straight to its transport. That is exactly what
-    uvicorn's `send` does for a body message that does not end the response, without building a
-    message, a coroutine and the framing again for each of 10,000 clients. Only while uvicorn
-    would write at once: not once the response ended, nor while flow control has paused writing
-    (the client is not reading); then the frame goes the queued way, through uvicorn's `send`.
-    Once the connection is gone it refuses (ConnectionError) and that stream ends. Any other
-    server (or a response that is not chunked) gets no wire and is written through its `send`.
-    tests/unit/test_server_wire.py holds uvicorn to this."""
-
-    __slots__ = ("_cycle",)
-
-    def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
-
-    @classmethod
-    def of(cls, send: Send | None) -> ServerWire | None:
-        cycle: Any = getattr(send, "__self__", None)
-        kind = type(cycle)
-        if kind.__module__ != _HTTPTOOLS_SERVER or kind.__name__ != "RequestResponseCycle":
-            return None
-        return cls(cycle) if cycle.chunked_encoding is True else None
-
-    def write(self, chunk: bytes) -> bool:
-        """Write one chunk now; False (nothing written) if uvicorn would not yet. Raises
-        ConnectionError once the connection is gone: uvicorn marks only the connection's
-        current request as disconnected, which is not the stream's when the client sent
-        another request behind it, so the transport is asked too."""
-        cycle = self._cycle
-        if cycle.disconnected or cycle.transport.is_closing():
-            raise ConnectionError("the client's connection is closed")
-        if cycle.response_complete or cycle.flow.write_paused:
-            return False
-        cycle.transport.write(chunk)
-        return True
-
-
-_HTTPTOOLS_SERVER: Final = "uvicorn.protocols.http.httptools_impl"
 
 
 class Subscription:
@@ -257,8 +201,6 @@ class Subscription:
 HEARTBEAT: Final = b": heartbeat\n\n"
 _HEARTBEAT_CHUNK: Final = chunked(HEARTBEAT)
 
-RAW_SEND: Final = "wattstream.raw_send"
-
 
 @dataclass
 class StreamHub:
@@ -360,110 +302,6 @@ class StreamHub:
             for sub in subs:
                 sub.close()
         self._subscribers.clear()
-
-
-ALERTS_CHANNEL: Final = "alerts:all"
-
-
-def _channel_of(topic_kinds: dict[str, str]) -> Callable[[str, bytes | None], str | None]:
-    """Grid and site topics: a channel per key (region, site). Alerts: one channel, each client
-    filtered by its scope (alert keys are fingerprints; nobody subscribes to one)."""
-
-    def channel(topic: str, key: bytes | None) -> str | None:
-        kind = topic_kinds.get(topic)
-        if kind == "alerts":
-            return ALERTS_CHANNEL
-        return None if kind is None or key is None else f"{kind}:{key.decode(errors='replace')}"
-
-    return channel
-
-
-@dataclass(frozen=True)
-class DerivedTopics:
-    """What the stream consumer reads: each topic's stream kind and partition count."""
-
-    bootstrap: str
-    kinds: dict[str, str]  # topic -> "grid" | "site" | "alerts"
-    partitions: dict[str, int]
-    warm: int  # records to read back per partition at start
-
-
-async def run_derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.Event) -> None:
-    """`derived_consumer`, restarted with backoff when it fails, until `stop`."""
-    backoff = Backoff(0.5, 10.0)
-    while not stop.is_set():
-        try:
-            await derived_consumer(topics, hub, stop)
-        except Exception as exc:  # the streams pause and recover; the API keeps serving queries
-            delay = backoff.failed()
-            if isinstance(exc, KafkaError | OSError):
-                log.warning("stream consumer lost Kafka, restarting in %.1f s: %s", delay, exc)
-            else:
-                log.exception("stream consumer failed, restarting in %.1f s", delay)
-            await pause(delay, stop)
-
-
-async def derived_consumer(topics: DerivedTopics, hub: StreamHub, stop: asyncio.Event) -> None:
-    """Read the derived topics into the hub until `stop`; starts `warm` records back per partition."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=topics.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="wattstream-api-streams",
-        isolation_level="read_committed",
-    )
-    channel = _channel_of(topics.kinds)
-    await consumer.start()
-    try:
-        # every partition, as `wattstream topics` creates them (the settings are their source)
-        partitions = [TopicPartition(t, p) for t, n in topics.partitions.items() for p in range(n)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        begins = await consumer.beginning_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, max(ends[tp] - topics.warm, begins[tp]))
-        caught_up = _CatchUp(consumer, partitions, hub)
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in batch.items():
-                for r in records:
-                    name = channel(tp.topic, r.key)
-                    if name is not None and r.value is not None:
-                        tags = tuple((k, v.decode(errors="replace")) for k, v in r.headers or ())
-                        hub.publish(Event(name, tp.partition, r.offset, r.value, tags))
-            await caught_up.check()
-    finally:
-        if hub.on_live is not None:
-            hub.on_live(False)
-        await consumer.stop()
-
-
-class _CatchUp:
-    """Tells the hub, about once a second, whether this consumer has read everything that was in
-    the topics a check earlier. aiokafka does not raise when it loses a broker (it retries and
-    returns empty batches), so "no error" is not "live": this asks the broker for the ends and
-    compares them with what was read."""
-
-    EVERY_S: Final = 1.0
-
-    def __init__(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], hub: StreamHub) -> None:
-        self.consumer, self.partitions, self.hub = consumer, partitions, hub
-        self.ends: dict[TopicPartition, int] | None = None
-        self.due = 0.0
-
-    async def check(self) -> None:
-        if self.hub.on_live is None or time.monotonic() < self.due:
-            return
-        self.due = time.monotonic() + self.EVERY_S
-        try:
-            if self.ends is not None:
-                read = {tp: await self.consumer.position(tp) for tp in self.partitions}
-                self.hub.on_live(all(read[tp] >= end for tp, end in self.ends.items()))
-            self.ends = await asyncio.wait_for(self.consumer.end_offsets(self.partitions), self.EVERY_S)
-        except (KafkaError, TimeoutError) as exc:
-            log.warning("stream consumer cannot reach Kafka: %s", exc)
-            self.hub.on_live(False)
-            self.ends = None
 
 
 def sse(event: Event) -> bytes:
