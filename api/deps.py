@@ -11,7 +11,8 @@ from schemas.settings import Settings
 __all__ = ["SettingsDep"]
 
 
-def _settings(request: Request) -> Settings:
+# async although it awaits nothing: FastAPI runs a plain `def` dependency in its thread pool
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

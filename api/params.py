@@ -9,7 +9,7 @@ out of `schemas.bounds`' range, an integer past its bound or text with control c
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 
 import asyncpg
 from fastapi import Path, Query
@@ -18,6 +18,7 @@ from pydantic import AfterValidator
 from api.auth import Principal
 from api.errors import ApiError, NotFound
 from schemas.bounds import EARLIEST_US, INSTANT_RANGE, LATEST_US, Instant
+from schemas.vocabulary import RESOLUTION_S, RESOLUTIONS, Resolution
 
 __all__ = [
     "INTERVAL",
@@ -29,18 +30,19 @@ __all__ = [
     "EpochCursor",
     "PageLimit",
     "Res",
-    "Resolution",
     "RowId",
     "Start",
     "StartOrNow",
     "check_range",
+    "check_series",
     "site_or_404",
     "visible_or_404",
 ]
 
-Resolution = Literal["15min", "hour", "day", "month"]
 INTERVAL = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
-_APPROX_S = {"15min": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
+# a bucket's length for counting how many a range holds: local days and months vary, and are
+# counted at 24 hours and 28 days
+_APPROX_S: Final[dict[str, int]] = dict(RESOLUTION_S.items(), day=86_400, month=28 * 86_400)
 MAX_BUCKETS = 10_000
 
 Start = Annotated[Instant, Query(description=f"inclusive, RFC 3339 with offset, {INSTANT_RANGE}")]
@@ -95,6 +97,25 @@ def check_range(start: datetime, end: datetime, resolution: str, approx_s: float
         raise ApiError(
             f"at most {MAX_BUCKETS} buckets per request: shorten the range or coarsen resolution", "end"
         )
+
+
+def _fits(resolution: Resolution, bucket_s: int) -> bool:
+    # local days and months are whole hours, and a bucket divides an hour (Settings checks it)
+    return RESOLUTION_S.get(resolution, 3600) % bucket_s == 0
+
+
+def check_series(start: datetime, end: datetime, resolution: Resolution, bucket_s: int) -> None:
+    """Refuse a resolution that is not a whole number of the stored energy buckets (`bucket_s`
+    seconds), then the range as `check_range` does. Grouped at a finer resolution, each coarser
+    bucket would land whole in one shorter bucket and be labelled as one."""
+    if not _fits(resolution, bucket_s):
+        fits = ", ".join(r for r in RESOLUTIONS if _fits(r, bucket_s))
+        raise ApiError(
+            f"resolution {resolution} is not a whole number of the {bucket_s} s energy buckets "
+            f"this deployment stores (WATTSTREAM_ENERGY_BUCKET_S): ask for {fits}",
+            field="resolution",
+        )
+    check_range(start, end, resolution)
 
 
 def visible_or_404(row: asyncpg.Record | None, who: Principal, site: str) -> asyncpg.Record:

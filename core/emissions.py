@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import InvalidInput
+from schemas.vocabulary import EmissionQuality
 
 __all__ = [
     "MAX_INTERVAL_US",
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 MAX_INTERVAL_US: Final = 86_400 * 1_000_000  # the longest interval a grid record may have
-Quality = Literal["measured", "estimated", "fallback", "missing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class SourceSeries:
 class Match:
     g_per_kwh: float | None
     source: str | None  # the basis, or nearest:<basis>
-    quality: Quality
+    quality: EmissionQuality
     factor_set: str | None
 
 
@@ -117,7 +117,7 @@ class BucketEmission:
     residual_g_per_kwh: float | None
     factor_set: str | None
     source: str | None
-    quality: Quality
+    quality: EmissionQuality
 
 
 def bucket_emission(

@@ -24,9 +24,9 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["QUALITY_NAMES", "bucket_array_json"]
+from schemas.vocabulary import BUCKET_QUALITIES
 
-QUALITY_NAMES: Final = ("measured", "partial", "estimated")  # the stored codes 0, 1, 2
+__all__ = ["bucket_array_json"]
 
 
 def _text(s: str) -> NDArray[np.uint8]:
@@ -40,7 +40,7 @@ _COVERAGE: Final = _text(',"coverage":')
 _ONE: Final = _text("1.0")
 _ZERO: Final = _text("0.0")
 # each quality's end of a bucket, padded to one width: (length, bytes)
-_TAIL_TEXT: Final = [f',"quality":"{q}"}}' for q in QUALITY_NAMES]
+_TAIL_TEXT: Final = [f',"quality":"{q}"}}' for q in BUCKET_QUALITIES]
 _TAIL_LEN: Final = np.array([len(t) for t in _TAIL_TEXT], dtype=np.int64)
 _TAILS: Final = np.zeros((len(_TAIL_TEXT), int(_TAIL_LEN.max())), dtype=np.uint8)
 for _k, _t in enumerate(_TAIL_TEXT):
@@ -187,8 +187,8 @@ def bucket_array_json(
     n = len(starts)
     if any(a.ndim != 1 or len(a) != n for a in (starts, ends, kwh, coverage, quality)):
         raise ValueError("the bucket columns must be one-dimensional and of one length")
-    if n and (quality.min() < 0 or quality.max() >= len(QUALITY_NAMES)):
-        raise ValueError(f"quality codes are 0 to {len(QUALITY_NAMES) - 1}")
+    if n and (quality.min() < 0 or quality.max() >= len(BUCKET_QUALITIES)):
+        raise ValueError(f"quality codes are 0 to {len(BUCKET_QUALITIES) - 1}")
     kwh_list = np.frombuffer(_encoder.encode(kwh.tolist()), dtype=np.uint8)
     plain = (coverage == 1.0) | ((coverage == 0.0) & ~np.signbit(coverage))
     coverage_list = np.frombuffer(_encoder.encode(coverage[~plain].tolist()), dtype=np.uint8)

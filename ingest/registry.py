@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from typing import Literal
 
 import asyncpg
 
-__all__ = ["MeterRecord", "Role", "SiteRecord", "SubItem", "register"]
+from schemas.vocabulary import MeterRole, SiteKind, SubItem
 
-Role = Literal["main", "sub_item", "facility", "it_load", "generation"]
-SubItem = Literal["照明插座", "空调", "动力", "特殊"]
+__all__ = ["MeterRecord", "SiteRecord", "register"]
 
 
 @dataclass(frozen=True, slots=True)
 class SiteRecord:
     site_id: str
     name: str | None = None
-    kind: Literal["building", "datacentre"] = "building"
+    kind: SiteKind = "building"
     region: str | None = None
     timezone: str = "Asia/Shanghai"
     floor_area_m2: float | None = None
@@ -34,7 +32,7 @@ class SiteRecord:
 class MeterRecord:
     site_id: str
     meter: str
-    role: Role = "main"
+    role: MeterRole = "main"
     sub_item: SubItem | None = None
     multiplier: float = 1.0
     rollover_kwh: float | None = None

@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -23,11 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ingest.grid_sim import GridSimulator
-from ingest.registry import MeterRecord, SiteRecord, SubItem, register
+from ingest.registry import MeterRecord, SiteRecord, register
 from ingest.sender import ReadingSender, reading_producer
 from schemas.grid import encode_grid_record
 from schemas.messages import Reading
 from schemas.settings import Settings
+from schemas.vocabulary import MeterRole, SubItem
 
 __all__ = [
     "DEFAULT_FAULT_RATE",
@@ -55,16 +56,16 @@ class MeterSpec:
     """One meter of a site; `role` and `sub_item` are what the meters table records."""
 
     name: str
-    role: Literal["main", "sub-item", "facility", "it_load"]
-    sub_item: str | None = None  # 照明插座 / 空调 / 动力 / 特殊 for sub-item meters
+    role: MeterRole
+    sub_item: SubItem | None = None
 
 
 _BUILDING_METERS: Final = (
     MeterSpec("main", "main"),
-    MeterSpec("sub-lighting", "sub-item", "照明插座"),
-    MeterSpec("sub-hvac", "sub-item", "空调"),
-    MeterSpec("sub-power", "sub-item", "动力"),
-    MeterSpec("sub-special", "sub-item", "特殊"),
+    MeterSpec("sub-lighting", "sub_item", "照明插座"),
+    MeterSpec("sub-hvac", "sub_item", "空调"),
+    MeterSpec("sub-power", "sub_item", "动力"),
+    MeterSpec("sub-special", "sub_item", "特殊"),
 )
 _DATACENTRE_METERS: Final = (MeterSpec("facility", "facility"), MeterSpec("it", "it_load"))
 
@@ -345,8 +346,8 @@ def fleet_records(fleet: list[SiteSpec], region: str = "CN-ZJ") -> tuple[list[Si
         MeterRecord(
             site_id=s.site,
             meter=m.name,
-            role="sub_item" if m.role == "sub-item" else m.role,
-            sub_item=cast(SubItem, m.sub_item),
+            role=m.role,
+            sub_item=m.sub_item,
         )
         for s in fleet
         for m in s.meters

@@ -24,9 +24,10 @@ from ingest.consumer import FencedConsumer
 from ingest.meters import MeterDirectory
 from ingest.site_events import Publishing, Timed
 from ingest.writer import BatchStage, QuarantineRow, ReadingRows, ReadingWriter, WriteResult
-from schemas.messages import QUALITY_CODES, InvalidMessage, ReadingDecoder
+from schemas.messages import InvalidMessage, ReadingDecoder
 from schemas.settings import Settings
 from schemas.timeutil import from_epoch_us
+from schemas.vocabulary import READING_QUALITY_CODES
 
 __all__ = ["IngestWorker"]
 
@@ -125,7 +126,7 @@ class IngestWorker(FencedConsumer):
     def _decode(self, owned: dict[TopicPartition, list[ConsumerRecord]]) -> _Decoded:
         d = _Decoded()
         now = datetime.now(UTC)
-        codes = QUALITY_CODES
+        codes = READING_QUALITY_CODES
         for msgs in owned.values():
             for msg in msgs:
                 i = len(d.records)

@@ -10,6 +10,15 @@ from pydantic.config import JsonDict, JsonValue
 
 from schemas.bounds import Instant
 from schemas.openapi import example
+from schemas.vocabulary import (
+    BucketQuality,
+    EmissionQuality,
+    MeterRole,
+    ReadingQuality,
+    Resolution,
+    SiteKind,
+    SubItem,
+)
 
 __all__ = [
     "BalanceBucket",
@@ -76,7 +85,7 @@ class SitePublic(_Public):
 
     site_id: str = Field(examples=["hz-b001"])
     name: str | None = Field(None, examples=["西湖区政务中心"])
-    kind: Literal["building", "datacentre"] = "building"
+    kind: SiteKind = "building"
     region: str | None = Field(None, examples=["CN-ZJ"])
     timezone: str = Field(examples=["Asia/Shanghai"])
     floor_area_m2: float | None = Field(None, examples=[12500.0])
@@ -106,8 +115,8 @@ class MeterPublic(_Public):
 
     site_id: str = Field(examples=["hz-b001"])
     meter: str = Field(examples=["main"])
-    role: Literal["main", "sub_item", "facility", "it_load", "generation"] = "main"
-    sub_item: Literal["照明插座", "空调", "动力", "特殊"] | None = None
+    role: MeterRole = "main"
+    sub_item: SubItem | None = None
     multiplier: float = 1.0
     rollover_kwh: float | None = None
     max_power_kw: float | None = None
@@ -123,7 +132,7 @@ class ReadingPublic(_Public):
     ts: datetime = Field(description="UTC, RFC 3339", examples=["2026-11-24T02:15:00Z"])
     energy_kwh: float | None = Field(None, description="cumulative register", examples=[123456.789])
     power_kw: float | None = Field(None, examples=[42.1])
-    quality: Literal["ok", "estimated", "suspect"] = "ok"
+    quality: ReadingQuality = "ok"
 
 
 def _page_examples(schema: JsonDict, cls: type[Any]) -> None:
@@ -166,7 +175,7 @@ class EnergyBucket(_Public):
     coverage: float = Field(
         ge=0, le=1, description="share of the bucket's time covered by measured intervals"
     )
-    quality: Literal["measured", "partial", "estimated"]
+    quality: BucketQuality
 
 
 class EnergySeries(_Public):
@@ -207,8 +216,8 @@ class EnergySeries(_Public):
 
     site: str
     meter: str | None = None
-    sub_item: str | None = None
-    resolution: Literal["15min", "hour", "day", "month"]
+    sub_item: SubItem | None = None
+    resolution: Resolution
     timezone: str = Field(examples=["Asia/Shanghai"])
     total_kwh: float
     coverage: float = Field(ge=0, le=1, description="share of the covered buckets' time that was measured")
@@ -282,13 +291,10 @@ class SiteBalance(_Public):
     )
 
     site: str
-    resolution: Literal["15min", "hour", "day", "month"]
+    resolution: Resolution
     timezone: str
     tolerance: float
     buckets: list[BalanceBucket]
-
-
-EmissionQuality = Literal["measured", "estimated", "fallback", "missing"]
 
 
 class IntensityPoint(_Public):
@@ -621,7 +627,7 @@ class SiteEmissions(_Public):
 
     site: str
     region: str | None
-    resolution: Literal["15min", "hour", "day", "month"]
+    resolution: Resolution
     timezone: str
     as_of: datetime | None = Field(description="values as known at this time; null: current")
     total_kwh: float
@@ -763,7 +769,7 @@ class SiteLatest(_Public):
     co2e_kg: float | None = Field(None, description="its location-based emissions")
     intensity_g_per_kwh: float | None = None
     factor_set: str | None = None
-    emissions_quality: Literal["measured", "estimated", "fallback", "missing"] | None = None
+    emissions_quality: EmissionQuality | None = None
     source: Literal["stream", "database"] = Field(
         description="stream: the live site events, held in memory; database: none seen yet by this process"
     )
@@ -806,7 +812,7 @@ class PueSeries(_Public):
     )
 
     site: str
-    resolution: str
+    resolution: Resolution
     pue: float | None = Field(description="over the range: Σ total ÷ Σ IT over buckets with IT energy")
     grade: int | None
     standard: str = Field(examples=["GB 40879-2021"])

@@ -15,11 +15,10 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from schemas.timeutil import to_epoch_us
+from schemas.vocabulary import ReadingQuality
 
 __all__ = [
     "IDENTIFIER_STRICT",
-    "QUALITY_CODES",
-    "QUALITY_NAMES",
     "REASONS",
     "InvalidMessage",
     "Reading",
@@ -42,10 +41,6 @@ _Id = Annotated[str, msgspec.Meta(pattern=IDENTIFIER_STRICT, description="site o
 # also keeps absurd registers out (1e15 kWh is more than the world uses in a decade).
 _Kwh = Annotated[float, msgspec.Meta(ge=0.0, lt=1e15)]
 _Kw = Annotated[float, msgspec.Meta(ge=0.0, lt=1e12)]
-Quality = Literal["ok", "estimated", "suspect"]
-# stored as smallint: the readings hypertable is the biggest table, every byte counts
-QUALITY_CODES: Final[dict[str, int]] = {"ok": 0, "estimated": 1, "suspect": 2}
-QUALITY_NAMES: Final[dict[int, Quality]] = {0: "ok", 1: "estimated", 2: "suspect"}
 
 REASONS: Final = (
     "not_json",
@@ -79,7 +74,7 @@ class Reading(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     ts: datetime | int
     energy_kwh: _Kwh | None = None
     power_kw: _Kw | None = None
-    quality: Quality = "ok"
+    quality: ReadingQuality = "ok"
 
 
 class _StrictReading(Reading, frozen=True, forbid_unknown_fields=True):

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from api.auth import Scoped, SitesRead
+from api.deps import SettingsDep
 from api.errors import error_responses
-from api.params import INTERVAL, End, Res, Start, check_range, site_or_404
+from api.params import INTERVAL, End, Res, Start, check_series, site_or_404
 from schemas.api import PueBucket, PueSeries
 from schemas.messages import IDENTIFIER
 from schemas.standards import PUE_GRADES, PUE_STANDARD, pue_grade
@@ -42,12 +43,13 @@ def _ratio(total: Any, it: Any) -> float | None:
 async def pue(
     conn: Scoped,
     who: SitesRead,
+    settings: SettingsDep,
     site: Annotated[str, Path(pattern=IDENTIFIER, examples=["hz-dc004"])],
     start: Start,
     end: End,
     resolution: Res = "hour",
 ) -> PueSeries:
-    check_range(start, end, resolution)
+    check_series(start, end, resolution, settings.energy_bucket_s)
     row = await site_or_404(conn, site, who)
     rows = await conn.fetch(_PUE, site, start, end, INTERVAL[resolution], row["timezone"])
     buckets = [

@@ -17,16 +17,18 @@ from fastapi import APIRouter, Path, Request, Response
 from api.auth import Scoped, SitesRead, SitesWrite
 from api.errors import ApiError, NotFound, error_responses
 from api.export import CSV_RESPONSE, emissions_csv, wants_csv
-from api.params import INTERVAL, AsOf, End, Res, RowId, Start, check_range, site_or_404
+from api.params import INTERVAL, AsOf, End, Res, RowId, Start, check_series, site_or_404
 from schemas.api import CertificateCreate, CertificatePublic, EmissionBucket, SiteEmissions
 from schemas.messages import IDENTIFIER
+from schemas.vocabulary import EMISSION_QUALITIES
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sites", tags=["emissions"])
 
 Site = Annotated[str, Path(pattern=IDENTIFIER)]
-_QUALITIES = ("measured", "estimated", "fallback", "missing")
+# the worst of a bucket's qualities is the latest in EMISSION_QUALITIES
+_WORST_LAST = "ARRAY[" + ", ".join(f"'{q}'" for q in EMISSION_QUALITIES) + "]"
 _AS_OF = (
     "(($4::timestamptz IS NULL AND e.superseded_at IS NULL) OR "
     "(e.recorded_at <= $4 AND (e.superseded_at IS NULL OR e.superseded_at > $4)))"
@@ -38,7 +40,7 @@ SELECT time_bucket($5::text::interval, e.bucket_start, $6::text) AS start,
        sum(e.co2e_kg) AS co2e_kg,
        sum(e.kwh) FILTER (WHERE e.co2e_kg IS NOT NULL) AS kwh_known,
        sum(e.kwh * e.residual_g_per_kwh) / 1000 AS residual_kg,
-       max(array_position(ARRAY['measured', 'estimated', 'fallback', 'missing'], e.quality)) AS worst,
+       max(array_position({_WORST_LAST}, e.quality)) AS worst,
        coalesce(array_agg(DISTINCT e.factor_set) FILTER (WHERE e.factor_set IS NOT NULL), '{{}}') AS sets,
        coalesce(array_agg(DISTINCT e.intensity_source) FILTER (WHERE e.intensity_source IS NOT NULL), '{{}}')
            AS sources,
@@ -94,7 +96,7 @@ async def site_emissions(
     resolution: Res = "hour",
     as_of: AsOf = None,
 ) -> SiteEmissions | Response:
-    check_range(start, end, resolution)
+    check_series(start, end, resolution, request.app.state.settings.energy_bucket_s)
     site_row = await site_or_404(conn, site, who)
     tz = site_row["timezone"]
     rows = await conn.fetch(_WITH_ENDS, site, start, end, as_of, INTERVAL[resolution], tz)
@@ -123,7 +125,7 @@ async def site_emissions(
                 location_kg=r["co2e_kg"] if r["kwh_known"] == r["kwh"] else None,
                 market_kg=market,
                 intensity_g_per_kwh=r["co2e_kg"] * 1000 / r["kwh_known"] if r["kwh_known"] else None,
-                quality=_QUALITIES[(r["worst"] or 4) - 1],
+                quality=EMISSION_QUALITIES[(r["worst"] or len(EMISSION_QUALITIES)) - 1],
                 factor_sets=sorted(r["sets"]),
                 intensity_sources=sorted(r["sources"]),
                 restated=bool(r["restated"]),
@@ -142,7 +144,7 @@ async def site_emissions(
         certificates_mwh=covered / 1000,
         residual_factor_g_per_kwh=residual_kg * 1000 / total_kwh if total_kwh else None,
         factor_sets=sorted({s for b in buckets for s in b.factor_sets}),
-        quality={q: counts[q] for q in _QUALITIES if q in counts},
+        quality={q: counts[q] for q in EMISSION_QUALITIES if q in counts},
         buckets=buckets,
     )
     return emissions_csv(answer) if wants_csv(request) else answer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -19,15 +19,17 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import StringConstraints
 
 from api.auth import Principal, Scoped, SitesRead, scoped_connection
+from api.deps import SettingsDep
 from api.errors import NotFound, error_responses
 from api.export import CSV_RESPONSE, energy_csv, wants_csv
 from api.hotpath import latest_body
-from api.params import INTERVAL, End, Res, Resolution, Start, check_range, site_or_404, visible_or_404
+from api.params import INTERVAL, End, Res, Start, check_series, site_or_404, visible_or_404
 from api.seriescache import Generation
-from core.jsontext import QUALITY_NAMES, bucket_array_json
+from core.jsontext import bucket_array_json
 from schemas.api import BalanceBucket, EnergySeries, SiteBalance, SiteLatest, SiteNow
 from schemas.messages import IDENTIFIER
 from schemas.timeutil import utc_text
+from schemas.vocabulary import BUCKET_QUALITIES, RESOLUTION_S, Resolution, SubItem
 
 __all__ = ["router"]
 
@@ -59,7 +61,7 @@ SELECT array_send(array_agg(start ORDER BY start)) AS starts, {ends} AS ends,
 """
 # 15-minute buckets need no time zone arithmetic: every zone's UTC offset is a whole number of
 # quarter hours (+05:45 and +12:45 included), so UTC quarters are local quarters; they end 900 s
-# after they start.
+# after they start. Stored buckets longer than a quarter hour never get here (`check_series`).
 _QUARTERS = _ARRAYS.format(
     ends="NULL::bytea",
     buckets="""
@@ -151,7 +153,7 @@ def _shape_of(resolution: Resolution, bucket_s: int | None = None) -> str:
     grouped; hours, days and months are local time buckets."""
     if resolution != "15min":
         return "series"
-    return "quarter_rows" if bucket_s == 900 else "quarters"
+    return "quarter_rows" if bucket_s == RESOLUTION_S["15min"] else "quarters"
 
 
 class _Buckets:
@@ -185,7 +187,7 @@ class _Buckets:
             utc_text(self.ends.tolist()),
             self.kwh.tolist(),
             self.coverage.tolist(),
-            [QUALITY_NAMES[q] for q in self.quality.tolist()],
+            [BUCKET_QUALITIES[q] for q in self.quality.tolist()],
             strict=True,
         )
 
@@ -198,8 +200,8 @@ def _encode_more(obj: Any) -> Any:
 
 _encoder = msgspec.json.Encoder(enc_hook=_encode_more)
 
-SubItem = Annotated[
-    Literal["照明插座", "空调", "动力", "特殊"] | None,
+OneSubItem = Annotated[
+    SubItem | None,
     Query(description="only this sub-item's meters; default: the site total (no double counting)"),
 ]
 
@@ -209,13 +211,14 @@ def _shaped(
     resolution: Resolution,
     *,
     meter: str | None = None,
-    sub_item: str | None = None,
+    sub_item: SubItem | None = None,
 ) -> dict[str, Any]:
     """A series row as an `EnergySeries` in plain data. A bucket's coverage is its measured
     seconds over its length times the meters; its quality is "estimated" if any reading in it
     was, else "measured" when fully covered, else "partial"."""
     starts = _epoch_seconds(row["starts"])
-    ends = starts + 900 if row["ends"] is None else _epoch_seconds(row["ends"])
+    # quarter hours come without their ends (`_QUARTERS`), and so does a series without buckets
+    ends = starts + RESOLUTION_S["15min"] if row["ends"] is None else _epoch_seconds(row["ends"])
     lengths = (ends - starts).astype(np.float64) * max(row["meters"], 1)
     signed = _array(row["signed_coverage_s"], ">f8").astype(np.float64)  # negative: estimated
     seconds = np.abs(signed)
@@ -286,12 +289,13 @@ async def meter_energy(
     end: End,
     resolution: Res = "hour",
 ) -> Response:
-    check_range(start, end, resolution)
+    bucket_s = request.app.state.settings.energy_bucket_s
+    check_series(start, end, resolution, bucket_s)
     key = ("meter", site, meter, start, end, resolution)
     if (kept := _kept(request, who, site, key)) is not None:
         return kept
     generation = request.app.state.series_cache.generation(site)
-    shape = _shape_of(resolution, request.app.state.settings.energy_bucket_s)
+    shape = _shape_of(resolution, bucket_s)
     args = (site, meter, start, end) if shape != "series" else (site, meter, start, end, INTERVAL[resolution])
     async with scoped_connection(request.app.state.pool, who) as conn:
         row = visible_or_404(await conn.fetchrow(_OF_ONE_METER[shape], *args), who, site)
@@ -316,9 +320,9 @@ async def site_energy(
     start: Start,
     end: End,
     resolution: Res = "hour",
-    sub_item: SubItem = None,
+    sub_item: OneSubItem = None,
 ) -> Response:
-    check_range(start, end, resolution)
+    check_series(start, end, resolution, request.app.state.settings.energy_bucket_s)
     key = ("site", site, sub_item, start, end, resolution)
     if (kept := _kept(request, who, site, key)) is not None:
         return kept
@@ -335,7 +339,7 @@ async def _site_series(
     start: datetime,
     end: datetime,
     resolution: Resolution,
-    sub_item: str | None,
+    sub_item: SubItem | None,
 ) -> dict[str, Any]:
     shape = _shape_of(resolution)
     args = (
@@ -368,9 +372,9 @@ async def many_sites_energy(
     start: Start,
     end: End,
     resolution: Res = "hour",
-    sub_item: SubItem = None,
+    sub_item: OneSubItem = None,
 ) -> Response:
-    check_range(start, end, resolution)
+    check_series(start, end, resolution, request.app.state.settings.energy_bucket_s)
     out = [await _site_series(conn, who, s, start, end, resolution, sub_item) for s in dict.fromkeys(site)]
     return _answer(request, out, one=False)
 
@@ -450,12 +454,13 @@ async def site_latest(
 async def site_balance(
     conn: Scoped,
     who: SitesRead,
+    settings: SettingsDep,
     site: Annotated[str, Path(pattern=IDENTIFIER)],
     start: Start,
     end: End,
     resolution: Res = "hour",
 ) -> SiteBalance:
-    check_range(start, end, resolution)
+    check_series(start, end, resolution, settings.energy_bucket_s)
     site_row = await site_or_404(conn, site, who)
     tz, tolerance = site_row["timezone"], site_row["balance_tolerance"]
     rows = await conn.fetch(_BALANCE, site, start, end, INTERVAL[resolution], tz)

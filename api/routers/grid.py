@@ -354,7 +354,7 @@ async def shares(
         str, Query(max_length=64, pattern=PRINTABLE, description="IANA zone for days and months")
     ] = "UTC",
 ) -> SharesSeries:
-    check_range(start, end, resolution, {"hour": 3600, "day": 86_400, "month": 28 * 86_400}[resolution])
+    check_range(start, end, resolution)
     await region_or_404(conn, region, who)
     fset = await _factor_set(conn, region, "production", settings.emissions_scope, None)
     try:

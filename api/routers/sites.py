@@ -12,8 +12,9 @@ from api.deps import SettingsDep
 from api.errors import ApiError, NotFound, error_responses
 from api.params import End, EpochCursor, PageLimit, Start, visible_or_404
 from schemas.api import MeterPublic, Page, ReadingPublic, SitePublic
-from schemas.messages import IDENTIFIER, QUALITY_NAMES
+from schemas.messages import IDENTIFIER
 from schemas.timeutil import from_epoch_us, to_epoch_us
+from schemas.vocabulary import READING_QUALITIES
 
 __all__ = ["router"]
 
@@ -116,7 +117,7 @@ async def list_readings(
             ts=r["ts"],
             energy_kwh=r["energy_kwh"],
             power_kw=r["power_kw"],
-            quality=QUALITY_NAMES[r["quality"]],
+            quality=READING_QUALITIES[r["quality"]],
         )
         for r in rows[:size]
     ]

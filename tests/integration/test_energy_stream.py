@@ -160,21 +160,29 @@ async def _at_least(s: Settings, sites: set[str], n: int) -> bool | int:
     return True if rows >= n else rows
 
 
-async def test_local_days_follow_the_site_zone(pipeline: Settings, tmp_path: Path) -> None:
-    """A London site: the local day of 2026-03-29 has 23 hours and its energy is exactly that day's."""
-    site = "en-london"
-    conn = await asyncpg.connect(pipeline.migrate_database_url.get_secret_value())
+async def _steady_site(
+    s: Settings, site: str, zone: str, start: datetime, quarters: int
+) -> list[tuple[bytes, bytes]]:
+    """Register `site` in `zone`; its main meter's register readings, a steady 1 kWh every 15
+    minutes from `start` for `quarters` quarter hours."""
+    conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
     try:
-        await conn.execute("INSERT INTO sites (site_id, timezone) VALUES ($1, 'Europe/London')", site)
+        await conn.execute("INSERT INTO sites (site_id, timezone) VALUES ($1, $2)", site, zone)
     finally:
         await conn.close()
-    # a steady 1 kWh every 15 minutes, 2026-03-28 00:00Z to 2026-03-31 00:00Z
-    start = datetime(2026, 3, 28, tzinfo=UTC)
     messages = []
-    for k in range(3 * 96 + 1):
+    for k in range(quarters + 1):
         t = start + timedelta(minutes=15 * k)
         r = {"site": site, "meter": "main", "ts": int(t.timestamp() * 1000), "energy_kwh": 100.0 + k}
         messages.append((site.encode(), json.dumps(r).encode()))
+    return messages
+
+
+async def test_local_days_follow_the_site_zone(pipeline: Settings, tmp_path: Path) -> None:
+    """A London site: the local day of 2026-03-29 has 23 hours and its energy is exactly that day's."""
+    site = "en-london"
+    # 2026-03-28 00:00Z to 2026-03-31 00:00Z
+    messages = await _steady_site(pipeline, site, "Europe/London", datetime(2026, 3, 28, tzinfo=UTC), 3 * 96)
     async with _stored_and_served(pipeline, messages, site, len(messages), tmp_path) as client:
         r = await client.get(
             f"/v1/sites/{site}/meters/main/energy",
@@ -326,3 +334,60 @@ async def test_site_now_and_sub_meter_balance(pipeline: Settings, tmp_path: Path
         newline = await client.get("/v1/energy", params=[("site", f"{site}\n"), *window.items()])
         assert newline.status_code == 422, "an id with a trailing newline is not an id"
         assert newline.json()["error"]["field"] == "site"
+
+
+async def test_half_hour_buckets_answer_hours_and_refuse_quarters(pipeline: Settings, tmp_path: Path) -> None:
+    """With WATTSTREAM_ENERGY_BUCKET_S=1800 (worker and API alike) the stored buckets are half
+    hours: every energy route refuses `15min`, naming `resolution`, and a local hour is two of
+    them. Kolkata (+05:30) puts local hours on the UTC half hours."""
+    s = pipeline.model_copy(update={"energy_bucket_s": 1800})
+    site = "en-halfhour"
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    messages = await _steady_site(s, site, "Asia/Kolkata", start, 8 * 4)  # to 08:00Z
+    window = {"start": "2026-11-20T06:00:00+05:30", "end": "2026-11-20T12:00:00+05:30"}
+    async with _stored_and_served(s, messages, site, len(messages), tmp_path) as client:
+        conn = await asyncpg.connect(s.migrate_database_url.get_secret_value())
+        try:
+            stored = await conn.fetch(
+                """SELECT extract(epoch FROM e.bucket_start)::bigint AS b, e.kwh
+                     FROM energy_interval e JOIN meters m USING (meter_id)
+                    WHERE m.site_id = $1 AND e.bucket_start < $2 ORDER BY 1""",
+                site,
+                start + timedelta(hours=8),
+            )
+        finally:
+            await conn.close()
+        assert len(stored) == 16
+        assert all(r["b"] % 1800 == 0 and r["kwh"] == pytest.approx(2.0) for r in stored)
+
+        quarters = {**window, "resolution": "15min"}
+        for url, params in [
+            (f"/v1/sites/{site}/meters/main/energy", quarters),
+            (f"/v1/sites/{site}/energy", quarters),
+            ("/v1/energy", {**quarters, "site": site}),
+            (f"/v1/sites/{site}/balance", quarters),
+            (f"/v1/sites/{site}/emissions", quarters),
+            (f"/v1/sites/{site}/pue", quarters),
+        ]:
+            r = await client.get(url, params=params)
+            assert r.status_code == 422, (url, r.text)
+            error = r.json()["error"]
+            assert (error["code"], error["field"]) == ("invalid_parameter", "resolution"), url
+            assert "1800 s" in error["message"] and "hour, day, month" in error["message"]
+
+        expected = [
+            (f"2026-11-20T{h:02d}:30:00Z", f"2026-11-20T{h + 1:02d}:30:00Z", 4.0, 1.0, "measured")
+            for h in range(6)
+        ]
+        hourly = {**window, "resolution": "hour"}
+        for url in (f"/v1/sites/{site}/meters/main/energy", f"/v1/sites/{site}/energy"):
+            r = await client.get(url, params=hourly, headers={"Cache-Control": "no-cache"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["resolution"] == "hour"
+            got = [(b["start"], b["end"], b["kwh"], b["coverage"], b["quality"]) for b in body["buckets"]]
+            assert got == expected, url
+            assert (body["total_kwh"], body["coverage"]) == (24.0, 1.0)
+        day = await client.get(f"/v1/sites/{site}/energy", params={**window, "resolution": "day"})
+        assert day.status_code == 200, day.text
+        assert day.json()["total_kwh"] == pytest.approx(24.0)

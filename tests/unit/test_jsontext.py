@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.jsontext import QUALITY_NAMES, bucket_array_json
+from core.jsontext import bucket_array_json
+from schemas.vocabulary import BUCKET_QUALITIES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
@@ -30,7 +31,7 @@ def _reference(
                 "end": _EPOCH + timedelta(seconds=e),
                 "kwh": k,
                 "coverage": c,
-                "quality": QUALITY_NAMES[q],
+                "quality": BUCKET_QUALITIES[q],
             }
             for s, e, k, c, q in zip(starts, ends, kwh, coverage, quality, strict=True)
         ]
