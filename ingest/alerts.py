@@ -66,6 +66,7 @@ from ingest.consumer import OffsetAdvance
 from ingest.errors import FencedOffsets
 from ingest.writer import ReadingRows
 from runtime.dberrors import is_transient_db_error
+from schemas.events import AlertEvent, encode_event
 from schemas.timeutil import from_epoch_us, to_epoch_us
 
 if TYPE_CHECKING:
@@ -322,28 +323,27 @@ UPDATE alerts SET published_at = now()
 """
 
 
-def _iso(v: datetime | None) -> str | None:
-    return None if v is None else v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_labels_decoder = msgspec.json.Decoder(dict[str, str])
 
 
 def alert_message(r: asyncpg.Record) -> bytes:
     """The public alert event (the value of a record on the alerts topic)."""
-    return _encoder.encode(
-        {
-            "event_id": r["event_id"],
-            "fingerprint": r["fingerprint"],
-            "status": r["status"],
-            "rule_id": r["rule_id"],
-            "at": _iso(r["at"]),
-            "starts_at": _iso(r["starts_at"]),
-            "ends_at": _iso(r["ends_at"]),
-            "value": r["value"],
-            "site": r["site_id"],
-            "region": r["region"],
-            "tenant": r["tenant"],
-            "labels": msgspec.Raw(r["labels"].encode()),
-            "annotations": msgspec.Raw(r["annotations"].encode()),
-        }
+    return encode_event(
+        AlertEvent(
+            event_id=r["event_id"],
+            fingerprint=r["fingerprint"],
+            status=r["status"],
+            rule_id=r["rule_id"],
+            at=r["at"],
+            starts_at=r["starts_at"],
+            ends_at=r["ends_at"],
+            value=r["value"],
+            site=r["site_id"],
+            region=r["region"],
+            tenant=r["tenant"],
+            labels=_labels_decoder.decode(r["labels"]),
+            annotations=_labels_decoder.decode(r["annotations"]),
+        )
     )
 
 

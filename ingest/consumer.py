@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -33,7 +33,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from core.jsonscan import nesting_exceeds
 from ingest import metrics
-from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError
+from ingest.errors import DatabaseUnavailable, FencedOffsets, IngestError, Stopping
 from ingest.topics import max_message_bytes
 from runtime.backoff import Backoff, pause
 from runtime.dberrors import is_transient_db_error
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 NO_STORED_OFFSET = -1
 _T = TypeVar("_T")
 _HINT_COMMIT_EVERY_S = 5.0
+_HINT_COMMIT_WITHIN_S = 2.0
 
 _ADVANCE_OFFSETS = """
 WITH advance AS (
@@ -144,21 +145,27 @@ def fit_dead_letter(
     hash, and without the record's own headers if they still do not fit."""
     value, key = msg.value, msg.key
     own = list(msg.headers or ())
-    reasons = [p.reason for p in why]
-    error = "; ".join(p.error for p in why)
-    origin = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-    headers = dead_letter_headers(reasons=reasons, error=error, **origin) + own
+
+    def ours(truncated: bool) -> list[tuple[str, bytes]]:
+        return dead_letter_headers(
+            reasons=[p.reason for p in why],
+            error="; ".join(p.error for p in why),
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            value=msg.value,
+            truncated=truncated,
+        )
+
+    headers = ours(False) + own
     if _record_bytes(key, value, headers) <= max_bytes:
         return _Outgoing(key, value, headers, truncated=False)
-    whole = value or b""
-    value = whole[:truncate_to]
+    cut = ours(True)
+    value = (value or b"")[:truncate_to]
     key = key[:_TRUNCATED_KEY_BYTES] if key is not None else None
-    ours = dead_letter_headers(
-        reasons=reasons, error=error, truncated_from=(len(whole), hashlib.sha256(whole).hexdigest()), **origin
-    )
-    headers = ours + own
+    headers = cut + own
     if _record_bytes(key, value, headers) > max_bytes:
-        headers = ours
+        headers = cut
     return _Outgoing(key, value, headers, truncated=True)
 
 
@@ -285,16 +292,20 @@ class FencedConsumer(ABC):
                     self._last_tick = time.monotonic()
                     async with self.batch_lock:
                         await self._guarded_tick()
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, Stopping) as exc:
             if not stop.is_set():
                 raise
-            # asked to stop while the database is away: what is uncommitted is read again by
-            # whoever owns the partitions next, so stopping now loses nothing
-            log.warning("stopping with the database away: %s", exc, extra={"topic": self._topic})
+            # asked to stop while the database or Kafka is away: what is uncommitted is read again
+            # by whoever owns the partitions next, so stopping now loses nothing
+            log.warning("stopping with a batch uncommitted: %s", exc, extra={"topic": self._topic})
         finally:
-            await self._consumer.stop()
-            await self._producer.stop()
-            await self._pool.close()
+            # with the broker away, aiokafka's stop waits on a coordinator it cannot reach: each
+            # client gets a bounded share of the shutdown grace, then is left behind
+            grace = self._s.shutdown_grace_s
+            await _stop_within(self._consumer.stop(), 0.4 * grace, "the Kafka consumer", self._topic)
+            await _stop_within(self._producer.stop(), 0.2 * grace, "the Kafka producer", self._topic)
+            if not await _stop_within(self._pool.close(), 0.2 * grace, "the database pool", self._topic):
+                self._pool.terminate()
             log.info("consumer stopped", extra={"topic": self._topic, "group": self._group})
 
     # --- what no record may do: stop the loop ---
@@ -304,8 +315,8 @@ class FencedConsumer(ABC):
         find the records at fault (see `_settle`) instead of letting the exception reach the loop."""
         try:
             await self.process(owned, stop)
-        except DatabaseUnavailable:
-            raise  # stopping with the database away: run() ends quietly
+        except (DatabaseUnavailable, Stopping):
+            raise  # stopping with the database or Kafka away: run() ends quietly
         except Exception as exc:  # noqa: BLE001 - the last-resort guard: nothing from a record reaches the loop
             if _kafka_away(exc):
                 await self._hold(owned, stop, exc)
@@ -336,7 +347,7 @@ class FencedConsumer(ABC):
             return True
         try:
             await self.process({tp: msgs}, stop)
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, Stopping):
             raise
         except Exception as exc:  # noqa: BLE001 - halved until the record at fault stands alone
             if _kafka_away(exc):
@@ -628,7 +639,27 @@ class FencedConsumer(ABC):
                     "reason": why[0].reason,
                 },
             )
-        await asyncio.gather(*sends)  # acknowledged before the offsets passing them commit
+        await self.acked(sends)  # acknowledged before the offsets passing them commit
+
+    async def acked(self, sends: Sequence[asyncio.Future[Any]]) -> None:
+        """Wait until Kafka acknowledged every send. Asked to stop meanwhile, wait a share of
+        the shutdown grace more, then raise `Stopping`: the batch stays uncommitted (a broker
+        that is away would hold the process for the producer's whole request timeout)."""
+        if not sends:
+            return
+        done: asyncio.Future[Any] = asyncio.gather(*sends)
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({done, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not done.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(done), self._s.shutdown_grace_s / 4)
+            except TimeoutError:
+                done.cancel()
+                raise Stopping("Kafka had not acknowledged the batch's output when asked to stop") from None
+        done.result()
 
     async def _keep_records(
         self,
@@ -674,9 +705,11 @@ class FencedConsumer(ABC):
         if not offsets:
             return
         try:
-            await self.kafka_consumer.commit(offsets)
-        except KafkaError as exc:  # a rebalance in progress; the next hint will do
-            log.info("kafka offset hint not committed: %s", exc, extra={"topic": self._topic})
+            # bounded: with the broker away aiokafka waits for a coordinator it cannot find, and a
+            # hint is not worth holding the loop (or a SIGTERM) for
+            await asyncio.wait_for(self.kafka_consumer.commit(offsets), _HINT_COMMIT_WITHIN_S)
+        except (KafkaError, TimeoutError) as exc:  # a rebalance, or the broker away: the next hint will do
+            log.info("kafka offset hint not committed: %r", exc, extra={"topic": self._topic})
 
     async def _retrying(self, op: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
         backoff = self._backoff()
@@ -727,3 +760,24 @@ class FencedConsumer(ABC):
 
     def _backoff(self) -> Backoff:
         return Backoff(self._s.db_retry_initial_s, self._s.db_retry_max_s)
+
+
+async def _stop_within(closing: Awaitable[None], seconds: float, what: str, topic: str) -> bool:
+    """Await a client's stop for at most `seconds`; False when it did not finish. A stop that
+    fails is logged, not raised: the process is on its way out and has committed what it could."""
+    try:
+        await asyncio.wait_for(closing, seconds)
+    except TimeoutError:
+        log.warning("%s did not stop within %.1f s; left behind", what, seconds, extra={"topic": topic})
+        return False
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this task is being cancelled: that is not the client's to swallow
+        # aiokafka's fetcher can end in a CancelledError of its own when the broker is away
+        log.warning("%s ended cancelled while stopping", what, extra={"topic": topic})
+        return False
+    except (KafkaError, OSError, asyncpg.PostgresError) as exc:
+        log.warning("%s failed to stop cleanly: %s", what, exc, extra={"topic": topic})
+        return False
+    return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DatabaseUnavailable", "FencedOffsets", "IngestError"]
+__all__ = ["DatabaseUnavailable", "FencedOffsets", "IngestError", "Stopping"]
 
 
 class IngestError(Exception):
@@ -17,5 +17,12 @@ class DatabaseUnavailable(IngestError):
 
 class FencedOffsets(IngestError):
     """Another consumer advanced this partition's stored offset first: this worker's view is stale."""
+
+    retriable = True
+
+
+class Stopping(IngestError):
+    """Asked to stop while Kafka had not acknowledged a batch's output: the batch is left
+    uncommitted, to be read again by whoever owns its partitions next."""
 
     retriable = True

@@ -27,6 +27,7 @@ from ingest import metrics
 from ingest.alerts import GridAlerts
 from ingest.carbon import GridCarbon, IntensityRow, lock_timestamps
 from ingest.consumer import FencedConsumer
+from schemas.events import IntensityEvent, encode_event
 from schemas.grid import GridDecoder, GridIntensity, GridMix
 from schemas.messages import InvalidMessage
 from schemas.settings import Settings
@@ -51,24 +52,24 @@ _encoder = msgspec.json.Encoder()
 
 def intensity_message(row: asyncpg.Record | dict[str, Any]) -> bytes:
     """The `wattstream.intensity.v1` value for a stored intensity row."""
-    return _encoder.encode(
-        {
-            "region": row["region"],
-            "ts": row["ts"].astimezone(UTC).isoformat(),
-            "interval_s": row["interval_s"],
-            "factor_set": row["factor_set"],
-            "scope": row["scope"],
-            "basis": row["basis"],
-            "kind": row["kind"],
-            "intensity_g_per_kwh": row["intensity_g_per_kwh"],
-            "generation_mw": row["generation_mw"],
-            "fossil_share": row["fossil_share"],
-            "renewable_share": row["renewable_share"],
-            "nonfossil_share": row["nonfossil_share"],
-            "flags": list(row["flags"]),
-            "mix_revision": row["mix_revision"],
-            "recorded_at": row["recorded_at"].astimezone(UTC).isoformat(),
-        }
+    return encode_event(
+        IntensityEvent(
+            region=row["region"],
+            ts=row["ts"],
+            interval_s=row["interval_s"],
+            factor_set=row["factor_set"],
+            scope=row["scope"],
+            basis=row["basis"],
+            kind=row["kind"],
+            intensity_g_per_kwh=row["intensity_g_per_kwh"],
+            generation_mw=row["generation_mw"],
+            fossil_share=row["fossil_share"],
+            renewable_share=row["renewable_share"],
+            nonfossil_share=row["nonfossil_share"],
+            flags=list(row["flags"]),
+            mix_revision=row["mix_revision"],
+            recorded_at=row["recorded_at"],
+        )
     )
 
 
@@ -199,7 +200,7 @@ class GridWorker(FencedConsumer):
             )
             for r in changed
         ]
-        await asyncio.gather(*sends)
+        await self.acked(sends)
 
 
 def _last_revision(rows: list[IntensityRow]) -> list[IntensityRow]:

@@ -10,13 +10,12 @@ repeats.
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
-import msgspec
 
 from ingest.writer import ReadingRows
+from schemas.events import SiteEnergyEvent, encode_event
 
 __all__ = ["Publishing", "SiteEventsStage", "Timed", "site_event"]
 
@@ -43,7 +42,6 @@ SELECT l.site_id, l.bucket_start,
   LEFT JOIN site_emissions se
     ON se.site_id = l.site_id AND se.bucket_start = l.bucket_start AND se.superseded_at IS NULL
 """
-_encoder = msgspec.json.Encoder()
 
 
 @runtime_checkable
@@ -63,23 +61,19 @@ class Timed(Protocol):
     async def tick(self, consumer: Any) -> None: ...
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 def site_event(r: asyncpg.Record | dict[str, Any]) -> bytes:
-    return _encoder.encode(
-        {
-            "site": r["site_id"],
-            "power_kw": r["power_kw"],
-            "as_of": _iso(r["as_of"]),
-            "bucket_start": _iso(r["bucket_start"]),
-            "kwh": r["kwh"],
-            "co2e_kg": r["co2e_kg"],
-            "intensity_g_per_kwh": r["intensity_g_per_kwh"],
-            "factor_set": r["factor_set"],
-            "emissions_quality": r["emissions_quality"],
-        }
+    return encode_event(
+        SiteEnergyEvent(
+            site=r["site_id"],
+            power_kw=r["power_kw"],
+            as_of=r["as_of"],
+            bucket_start=r["bucket_start"],
+            kwh=r["kwh"],
+            co2e_kg=r["co2e_kg"],
+            intensity_g_per_kwh=r["intensity_g_per_kwh"],
+            factor_set=r["factor_set"],
+            emissions_quality=r["emissions_quality"],
+        )
     )
 
 

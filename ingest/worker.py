@@ -120,8 +120,7 @@ class IngestWorker(FencedConsumer):
             if isinstance(stage, Publishing)
             for topic, key, value in stage.take_messages()
         ]
-        if sends:
-            await asyncio.gather(*sends)
+        await self.acked(sends)
 
     def _decode(self, owned: dict[TopicPartition, list[ConsumerRecord]]) -> _Decoded:
         d = _Decoded()

@@ -6,6 +6,8 @@ Both read the same list, so a failure mode found on one side is handled on the o
 
 from __future__ import annotations
 
+from typing import Final
+
 import asyncpg
 from asyncpg.exceptions import InternalClientError
 
@@ -31,9 +33,25 @@ TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OSError, *_SERVER_AWAY)
 API_TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (ConnectionError, *_SERVER_AWAY)
 
 
+# asyncpg raises its InterfaceError itself for a connection or pool that is gone, and also for
+# mistakes in the work (a query given the wrong number of arguments, a value it cannot encode:
+# its client-side DataError is a subclass). Only the first kind is the database being away;
+# retrying the second would hold a batch for ever. They differ only in their message.
+_CONNECTION_GONE: Final = (
+    "connection is closed",
+    "connection was closed",
+    "another operation is in progress",
+    "another operation is cancelling",
+    "pool is closing",
+    "pool is closed",
+)
+
+
 def is_transient_db_error(
     exc: BaseException, kinds: tuple[type[Exception], ...] = TRANSIENT_DB_ERRORS
 ) -> bool:
     if isinstance(exc, InternalClientError):
         return type(exc) is InternalClientError
+    if isinstance(exc, asyncpg.InterfaceError):
+        return type(exc) is asyncpg.InterfaceError and any(m in str(exc) for m in _CONNECTION_GONE)
     return isinstance(exc, kinds)

@@ -8,11 +8,14 @@ names, ours included; a reader takes the first header of a name and so always ge
 | header | value |
 |---|---|
 | `wattstream.reason` | the first reason (`schemas.messages.REASONS`, plus the grid's) |
-| `wattstream.reasons` | every reason, comma-separated, sorted; only when there are several |
+| `wattstream.reasons` | every reason, comma-separated, sorted |
 | `wattstream.error` | what was wrong, for people (at most 4,000 bytes) |
 | `wattstream.origin.topic`, `.partition`, `.offset` | where the record was read: de-duplicate on these |
-| `wattstream.origin.length`, `.sha256` | the original value's length and SHA-256 (hex), when truncated |
-| `wattstream.truncated` | `true` when the value (and perhaps key and headers) is cut short |
+| `wattstream.origin.length`, `.sha256` | the original value's length, SHA-256 (hex; empty: a tombstone) |
+| `wattstream.truncated` | `true` when the value (and perhaps key and headers) is cut short, else `false` |
+
+Every one of them is on every dead letter, so none can be stood in for by a producer's header of
+the same name (a header the worker wrote only sometimes would leave a forged one first).
 
 A dead letter that would not fit the dead-letter topic's `max.message.bytes` carries the first
 `WATTSTREAM_DEADLETTER_TRUNCATE_BYTES` of its value (64 KiB by default) and at most 1 KiB of its
@@ -22,6 +25,7 @@ database table `dead_letter_records` first, keyed by the same origin.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -65,29 +69,23 @@ def dead_letter_headers(
     topic: str,
     partition: int,
     offset: int,
-    truncated_from: tuple[int, str] | None = None,
+    value: bytes | None,
+    truncated: bool = False,
 ) -> list[Header]:
-    """The worker's headers of one dead letter; `truncated_from` is the original value's
-    (length, sha256 hex) when the value carried is cut short."""
+    """The worker's headers of one dead letter of the record value `value` (the original, whole)."""
     if not reasons:
         raise ValueError("a dead letter needs at least one reason")
-    headers: list[Header] = [
+    return [
         (REASON, reasons[0].encode()),
+        (REASONS, ",".join(sorted(set(reasons))).encode()),
         (ERROR, error.encode(errors="replace")[:MAX_ERROR_BYTES]),
         (ORIGIN_TOPIC, topic.encode()),
         (ORIGIN_PARTITION, str(partition).encode()),
         (ORIGIN_OFFSET, str(offset).encode()),
+        (ORIGIN_LENGTH, str(len(value or b"")).encode()),
+        (ORIGIN_SHA256, b"" if value is None else hashlib.sha256(value).hexdigest().encode()),
+        (TRUNCATED, b"true" if truncated else b"false"),
     ]
-    if len(set(reasons)) > 1:
-        headers.append((REASONS, ",".join(sorted(set(reasons))).encode()))
-    if truncated_from is not None:
-        length, sha256 = truncated_from
-        headers += [
-            (TRUNCATED, b"true"),
-            (ORIGIN_LENGTH, str(length).encode()),
-            (ORIGIN_SHA256, sha256.encode()),
-        ]
-    return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +99,8 @@ class DeadLetter:
     partition: int
     offset: int
     truncated: bool
-    length: int | None  # the original value's length, when truncated
-    sha256: str | None
+    length: int  # the original value's length
+    sha256: str | None  # its SHA-256 (hex); None for a tombstone
 
     @property
     def origin(self) -> tuple[str, int, int]:
@@ -122,10 +120,12 @@ def read_dead_letter(headers: Sequence[Header] | None) -> DeadLetter:
             int(first[ORIGIN_PARTITION]),
             int(first[ORIGIN_OFFSET]),
         )
+        reasons = tuple(first[REASONS].decode().split(","))
+        length = int(first[ORIGIN_LENGTH])
+        sha256 = first[ORIGIN_SHA256].decode() or None
+        truncated = {b"true": True, b"false": False}[first[TRUNCATED]]
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a wattstream dead letter: {exc}") from exc
-    reasons = tuple(first[REASONS].decode().split(",")) if REASONS in first else (reason,)
-    truncated = first.get(TRUNCATED) == b"true"
     return DeadLetter(
         reason=reason,
         reasons=reasons,
@@ -134,6 +134,6 @@ def read_dead_letter(headers: Sequence[Header] | None) -> DeadLetter:
         partition=origin[1],
         offset=origin[2],
         truncated=truncated,
-        length=int(first[ORIGIN_LENGTH]) if truncated and ORIGIN_LENGTH in first else None,
-        sha256=first[ORIGIN_SHA256].decode() if truncated and ORIGIN_SHA256 in first else None,
+        length=length,
+        sha256=sha256,
     )

@@ -16,6 +16,7 @@ import pytest
 from helpers import Worker, api_server, make_key, produce
 
 from ingest.registry import MeterRecord, SiteRecord, register
+from ingest.topics import delete_topics, ensure_topics
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -167,6 +168,7 @@ async def test_streams_in_scope_with_resume_and_heartbeats(pipeline: Settings, t
                     "/v1/sites/st-b1/latest", headers={"Authorization": f"Bearer {manager}"}
                 )
                 assert hidden.status_code == 404
+                await _same_latest_from_the_database(s, manager, latest)
 
             # resume: events published while disconnected are replayed after Last-Event-ID
             await produce(s, [_mix("ST-RA", 2)], topic=s.topic_grid)
@@ -188,6 +190,24 @@ async def test_streams_in_scope_with_resume_and_heartbeats(pipeline: Settings, t
                 assert ids == sorted(ids) and ids[0] > tuple(map(int, last_id.split(".")))
     finally:
         worker.terminate()
+
+
+async def _same_latest_from_the_database(s: Settings, key: str, from_memory: httpx.Response) -> None:
+    """An API process that has seen no site event answers `/latest` from the database: the same
+    body, byte for byte, but for its source."""
+    quiet = s.model_copy(update={"topic_site_energy": f"{s.topic_site_energy}.quiet"})
+    await ensure_topics(
+        quiet.kafka_bootstrap, [t for t in quiet.topics() if t.name == quiet.topic_site_energy]
+    )
+    try:
+        async with api_server(quiet) as base, httpx.AsyncClient(base_url=base) as client:
+            stored = await client.get("/v1/sites/st-a1/latest", headers={"Authorization": f"Bearer {key}"})
+    finally:
+        await delete_topics(quiet.kafka_bootstrap, [quiet.topic_site_energy])
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["source"] == "database"
+    assert stored.content == from_memory.content.replace(b'"source":"stream"', b'"source":"database"')
+    assert from_memory.json()["as_of"].endswith("Z"), "one time form, UTC with Z"
 
 
 async def _open_stalled(

@@ -71,6 +71,26 @@ def test_forged_headers_are_kept_but_cannot_pose_as_the_workers() -> None:
     assert (d.reason, d.origin) == ("not_json", ("t.readings", 4, 1234))
 
 
+def test_a_producer_cannot_forge_even_the_headers_that_say_least() -> None:
+    # the worker writes every one of its headers on every dead letter: none is left for a
+    # producer's look-alike to stand in for
+    forged = [
+        ("wattstream.reasons", b"forged"),
+        ("wattstream.truncated", b"true"),
+        ("wattstream.origin.length", b"1"),
+        ("wattstream.origin.sha256", b"00"),
+    ]
+    out = fit_dead_letter(_record(b"\x00bad", headers=forged), WHY, max_bytes=1 << 20, truncate_to=1024)
+    d = read_dead_letter(out.headers)
+    assert (d.reasons, d.truncated, d.length, d.sha256) == (
+        ("not_json",),
+        False,
+        4,
+        hashlib.sha256(b"\x00bad").hexdigest(),
+    )
+    assert out.headers[-len(forged) :] == forged
+
+
 def test_several_reasons() -> None:
     why = [InvalidMessage("negative_value", "a", 0), InvalidMessage("bad_timestamp", "b", 3)]
     d = read_dead_letter(fit_dead_letter(_record(b"x"), why, max_bytes=1 << 20, truncate_to=64).headers)
@@ -105,6 +125,8 @@ def test_own_headers_left_off_when_they_alone_do_not_fit() -> None:
 def test_a_tombstone_dead_letter() -> None:
     out = fit_dead_letter(_record(None, key=None), WHY, max_bytes=1 << 20, truncate_to=1024)
     assert (out.key, out.value, out.truncated) == (None, None, False)
+    d = read_dead_letter(out.headers)
+    assert (d.length, d.sha256) == (0, None)
 
 
 def test_a_record_without_our_headers_is_not_a_dead_letter() -> None:
@@ -115,6 +137,8 @@ def test_a_record_without_our_headers_is_not_a_dead_letter() -> None:
 
 
 def test_error_text_is_bounded() -> None:
-    headers = dead_letter_headers(reasons=["not_json"], error="é" * 10_000, topic="t", partition=0, offset=0)
+    headers = dead_letter_headers(
+        reasons=["not_json"], error="é" * 10_000, topic="t", partition=0, offset=0, value=b""
+    )
     assert len(dict(headers)["wattstream.error"]) == 4000
     assert read_dead_letter(headers).error.startswith("é")

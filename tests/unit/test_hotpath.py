@@ -4,6 +4,7 @@ falls through to the route."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,7 @@ from api.directory import SiteDirectory, SiteInfo
 from api.errors import Unauthorized
 from api.hotpath import LatestValues
 from api.streams import Event, StreamHub
+from schemas.events import SiteEnergyEvent, encode_event
 
 _KEYS = {
     "ws_op_x": Principal("op", "operator", "operator", None, frozenset()),
@@ -33,10 +35,28 @@ class _Keys:
         return _KEYS[token]
 
 
+def _event(site: str, kw: float) -> bytes:
+    # times in another zone on purpose: the event's contract writes them in UTC
+    cst = timezone(timedelta(hours=8))
+    return encode_event(
+        SiteEnergyEvent(
+            site=site,
+            power_kw=kw,
+            as_of=datetime(2026, 11, 24, 10, 15, tzinfo=cst),
+            bucket_start=datetime(2026, 11, 24, 10, 0, tzinfo=cst),
+            kwh=1.5,
+            co2e_kg=None,
+            intensity_g_per_kwh=None,
+            factor_set=None,
+            emissions_quality=None,
+        )
+    )
+
+
 def _app() -> Any:
     hub = StreamHub(buffer=5, client_queue=5)
-    hub.publish(Event("site:a-1", 0, 7, b'{"site": "a-1", "power_kw": 3.5}'))
-    hub.publish(Event("site:b-1", 0, 8, b'{"site": "b-1", "power_kw": 9.0}'))
+    hub.publish(Event("site:a-1", 0, 7, _event("a-1", 3.5)))
+    hub.publish(Event("site:b-1", 0, 8, _event("b-1", 9.0)))
     sites = SiteDirectory(pool=None, refresh_s=30)
     sites._sites = {
         s: SiteInfo(s, t, "CN-ZJ", "Asia/Shanghai")
@@ -70,7 +90,11 @@ async def test_a_visible_site_with_an_event_is_answered_from_memory() -> None:
     how, sent = await _get("/v1/sites/a-1/latest", "ws_a_x")
     assert how == "hot"
     assert sent[0]["status"] == 200 and (b"content-type", b"application/json") in sent[0]["headers"]
-    assert sent[1]["body"] == b'{"site": "a-1", "power_kw": 3.5, "source": "stream"}'
+    assert sent[1]["body"] == (
+        b'{"site":"a-1","power_kw":3.5,"as_of":"2026-11-24T02:15:00Z","bucket_start":"2026-11-24T02:00:00Z",'
+        b'"kwh":1.5,"co2e_kg":null,"intensity_g_per_kwh":null,"factor_set":null,"emissions_quality":null,'
+        b'"source":"stream"}'
+    ), "the event's contract, re-encoded with its source; its times in UTC with Z"
     assert (await _get("/v1/sites/b-1/latest", "ws_op_x"))[0] == "hot"  # an operator sees every site
 
 
