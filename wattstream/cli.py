@@ -664,6 +664,40 @@ def bench(
         console.print(bench_alerts.report(asyncio.run(bench_alerts.run(_settings(), 200, 20, 5000.0))))
 
 
+@app.command()
+def battery(
+    scale: Annotated[str, typer.Option(help="full, or ci (the reduced battery CI runs)")] = "full",
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="run only this row (repeat): crash, poison, broker, sigterm, outage, api"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the same seed generates the same traffic")] = 1,
+    log_dir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="default test-artifacts/battery/<time>")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", dir_okay=False, help="also write the results here")
+    ] = None,
+) -> None:
+    """The reliability battery against the real services: crash consistency, poison, a broker
+    restart, SIGTERM, a database outage, the API. Stops and starts Kafka and PostgreSQL through
+    deploy/ (the instance the settings name), prints a table, exits 1 when a promise breaks."""
+    from loadtest.battery import ROWS, SCALES, run_main
+
+    configure_logging("WARNING")
+    if scale not in SCALES:
+        console.print(f"[red]--scale must be one of {', '.join(sorted(SCALES))}[/red]")
+        raise typer.Exit(2)
+    unknown = sorted(set(only or ()) - set(ROWS))
+    if unknown:
+        console.print(f"[red]unknown row(s) {', '.join(unknown)}; rows: {', '.join(ROWS)}[/red]")
+        raise typer.Exit(2)
+    code = run_main(
+        _settings(), SCALES[scale], only=only or (), seed=seed, log_dir=log_dir, json_path=json_out
+    )
+    raise typer.Exit(code)
+
+
 def _real_data_replays(data_dir: Path | None) -> list[tuple[str, list[str]]]:
     """The demo's real data: Cambridge buildings (UK, local days in London), a BioHPC GPU server,
     and the grid feeds (Open Electricity's South Australia, NYISO, Energinet, GB's intensity)."""

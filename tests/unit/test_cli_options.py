@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         (["bench", "--only", "readings"], "--only must be ingest, intensity or alerts"),
         (["ingest", "--only", "ingest"], "--only must be readings, grid or webhooks"),
+        (["battery", "--scale", "huge"], "--scale must be one of ci, full"),
+        (["battery", "--only", "everything"], "unknown row(s) everything"),
     ],
 )
 def test_an_unknown_only_is_refused(command: list[str], expected: str) -> None:

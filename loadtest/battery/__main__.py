@@ -1,0 +1,5 @@
+import sys
+
+from loadtest.battery.run import main
+
+sys.exit(main())
