@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+import msgspec
 from fastapi.routing import iter_route_contexts
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -42,7 +43,10 @@ def latest_body(hub: StreamHub, site: str) -> bytes | None:
     event = hub.latest(f"site:{site}")
     if event is None:
         return None
-    e = decode_site_energy(event.data)
+    try:
+        e = decode_site_energy(event.data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # not a site event this API can read (a foreign producer's): the database answers
     return encode_latest(SiteLatestBody(**{f: getattr(e, f) for f in e.__struct_fields__}, source="stream"))
 
 

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -323,7 +323,15 @@ UPDATE alerts SET published_at = now()
 """
 
 
-_labels_decoder = msgspec.json.Decoder(dict[str, str])
+_labels_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _texts(raw: str) -> dict[str, str]:
+    """Labels or annotations as text: the API admits only strings, but the column is jsonb."""
+    return {
+        k: v if isinstance(v, str) else _encoder.encode(v).decode()
+        for k, v in _labels_decoder.decode(raw).items()
+    }
 
 
 def alert_message(r: asyncpg.Record) -> bytes:
@@ -341,8 +349,8 @@ def alert_message(r: asyncpg.Record) -> bytes:
             site=r["site_id"],
             region=r["region"],
             tenant=r["tenant"],
-            labels=_labels_decoder.decode(r["labels"]),
-            annotations=_labels_decoder.decode(r["annotations"]),
+            labels=_texts(r["labels"]),
+            annotations=_texts(r["annotations"]),
         )
     )
 
@@ -356,10 +364,16 @@ def _headers(r: asyncpg.Record) -> list[tuple[str, bytes]]:
 
 
 async def relay(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str, source_topic: str, partitions: Iterable[int]
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    topic: str,
+    source_topic: str,
+    partitions: Iterable[int],
+    acked: Callable[[Sequence[asyncio.Future[Any]]], Awaitable[None]],
 ) -> int:
     """Publish the unpublished transitions of these source partitions, oldest first, and mark
-    them; returns how many were published."""
+    them once `acked` says Kafka has them (the consumer's, which a stop cuts short); returns
+    how many were published."""
     owned = sorted(set(partitions))
     if not owned:
         return 0
@@ -375,7 +389,7 @@ async def relay(
             )
             for r in rows
         ]
-        await asyncio.gather(*sends)
+        await acked(sends)
         async with pool.acquire() as conn:
             await conn.execute(_MARK_PUBLISHED, [r["event_id"] for r in rows], [r["at"] for r in rows])
         now = datetime.now(UTC)
@@ -507,6 +521,7 @@ class _Outboxed:
                 self._alerts_topic,
                 consumer.topic,
                 [tp.partition for tp in consumer.positions],
+                consumer.acked,
             )
         except KafkaError as exc:
             log.warning(

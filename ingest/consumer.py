@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -76,7 +76,8 @@ INSERT INTO dead_letter_records
        (consumer_group, topic, partition, kafka_offset, reason, error, record_key, record_value,
         record_headers, value_length, value_sha256, truncated)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
-ON CONFLICT (consumer_group, topic, partition, kafka_offset) DO NOTHING
+ON CONFLICT (consumer_group, topic, partition, kafka_offset) DO UPDATE
+   SET truncated = dead_letter_records.truncated OR EXCLUDED.truncated
 """
 _COUNT_FAILURE = """
 INSERT INTO ingest_failures AS f (consumer_group, topic, partition, kafka_offset, failures, error)
@@ -87,6 +88,7 @@ RETURNING failures
 """
 # A record's own key beyond this is cut from a dead letter that does not fit its topic.
 _TRUNCATED_KEY_BYTES = 1024
+_SIZE_SLACK = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,17 +163,35 @@ def fit_dead_letter(
     if _record_bytes(key, value, headers) <= max_bytes:
         return _Outgoing(key, value, headers, truncated=False)
     cut = ours(True)
-    value = (value or b"")[:truncate_to]
     key = key[:_TRUNCATED_KEY_BYTES] if key is not None else None
     headers = cut + own
-    if _record_bytes(key, value, headers) > max_bytes:
+    if _record_bytes(key, b"", headers) > max_bytes:
         headers = cut
+    # as much of the value as the limit leaves room for, up to `truncate_to` (a record's size
+    # grows by a few bytes of varint with its value's length: the slack covers them)
+    room = max_bytes - _record_bytes(key, b"", headers) - _SIZE_SLACK
+    value = (value or b"")[: max(0, min(truncate_to, room))]
     return _Outgoing(key, value, headers, truncated=True)
 
 
 def _record_bytes(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
     # the producer's own estimate of a one-record batch, which it checks against max_request_size
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+
+
+# SQLSTATE classes of a deployment at fault, not a record: 42 (an undefined table or column, a
+# missing privilege: code ahead of its migration or grants) and 28 (authorisation)
+_DEPLOYMENT_SQLSTATES: Final = ("42", "28")
+# records given up one after another, none committed between them, before the consumer stops
+# giving up and holds instead: a fault that fails every record is not theirs
+_MAX_PASSED_IN_A_ROW: Final = 3
+
+
+def _not_the_records(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlstate", None)
+    return (
+        isinstance(exc, asyncpg.PostgresError) and isinstance(code, str) and code[:2] in _DEPLOYMENT_SQLSTATES
+    )
 
 
 def _kafka_away(exc: BaseException) -> bool:
@@ -214,6 +234,7 @@ class FencedConsumer(ABC):
         self._stop = asyncio.Event()
         self._deadletter_max_bytes = 0  # the dead-letter topic's max.message.bytes, read at start
         self._kafka_backoff = self._backoff()
+        self._passed_in_a_row: dict[TopicPartition, int] = {}  # records given up since the last commit
 
     # --- what a subclass provides ---
 
@@ -321,6 +342,9 @@ class FencedConsumer(ABC):
             if _kafka_away(exc):
                 await self._hold(owned, stop, exc)
                 return
+            if _not_the_records(exc):
+                await self._hold_systemic(owned, stop, exc)
+                return
             first = min(owned.items(), key=lambda kv: kv[0].partition)
             log.warning(
                 "batch failed, settling it record by record: %r",
@@ -329,9 +353,14 @@ class FencedConsumer(ABC):
             )
             self.forget_state()
             for tp, msgs in sorted(owned.items(), key=lambda kv: kv[0].partition):
-                await self._settle(tp, msgs, stop)
+                if not await self._settle(tp, msgs, stop) and tp in self.positions:
+                    # what is not settled is read again from the partition's stored offset:
+                    # the fetch position is past the batch, and nothing may be skipped
+                    self._rewind(tp, msgs[0].offset)
         else:
             self._kafka_backoff.reset()
+            for tp in owned:
+                self._passed_in_a_row.pop(tp, None)
 
     async def _settle(self, tp: TopicPartition, msgs: list[ConsumerRecord], stop: asyncio.Event) -> bool:
         """Process `msgs` (in order, of one partition) in halves until each failing record stands
@@ -350,9 +379,6 @@ class FencedConsumer(ABC):
         except (DatabaseUnavailable, Stopping):
             raise
         except Exception as exc:  # noqa: BLE001 - halved until the record at fault stands alone
-            if _kafka_away(exc):
-                await self._hold({tp: msgs}, stop, exc)
-                return False
             self.forget_state()
             if self.positions.get(tp, NO_STORED_OFFSET) > msgs[-1].offset:
                 # committed, then failed publishing what it derived: nothing of it to read again
@@ -362,12 +388,21 @@ class FencedConsumer(ABC):
                     extra={"topic": self._topic, "partition": tp.partition, "offset": msgs[-1].offset},
                 )
                 return True
+            if _kafka_away(exc):
+                await self._hold({tp: msgs}, stop, exc)
+                return False
+            if _not_the_records(exc):
+                await self._hold_systemic({tp: msgs}, stop, exc)
+                return False
             if len(msgs) > 1:
                 mid = len(msgs) // 2
                 return await self._settle(tp, msgs[:mid], stop) and await self._settle(tp, msgs[mid:], stop)
             return await self._failed(tp, msgs[0], exc, stop)
         # not moved on: the offsets were fenced and the consumer has sought elsewhere
-        return bool(self.positions.get(tp) == msgs[-1].offset + 1)
+        settled = bool(self.positions.get(tp) == msgs[-1].offset + 1)
+        if settled:
+            self._passed_in_a_row.pop(tp, None)
+        return settled
 
     async def _failed(
         self, tp: TopicPartition, msg: ConsumerRecord, exc: Exception, stop: asyncio.Event
@@ -398,7 +433,12 @@ class FencedConsumer(ABC):
     async def _give_up(
         self, tp: TopicPartition, msg: ConsumerRecord, error: str, stop: asyncio.Event
     ) -> bool:
-        """Keep the record's bytes, dead-letter it as `processing_failed` and move past it."""
+        """Keep the record's bytes, dead-letter it as `processing_failed` and move past it; unless
+        the records before it were passed the same way with none committed between them: a fault
+        that fails every record is not theirs, and passing them would drain the stream."""
+        if self._passed_in_a_row.get(tp, 0) >= _MAX_PASSED_IN_A_ROW:
+            await self._hold_systemic({tp: [msg]}, stop, RuntimeError(error))
+            return False
         why = [InvalidMessage("processing_failed", error)]
 
         async def keep_and_pass(conn: asyncpg.Connection) -> None:
@@ -421,6 +461,7 @@ class FencedConsumer(ABC):
             await self._hold({tp: [msg]}, stop, exc)
             return False
         self.positions[tp] = msg.offset + 1
+        self._passed_in_a_row[tp] = self._passed_in_a_row.get(tp, 0) + 1
         metrics.POISON_PASSED.labels(self._topic).inc()
         log.error(
             "record passed after failing %d times: kept in dead_letter_records, dead-lettered",
@@ -433,6 +474,31 @@ class FencedConsumer(ABC):
             },
         )
         return True
+
+    def _rewind(self, tp: TopicPartition, first: int) -> None:
+        stored = self.positions[tp]
+        self.kafka_consumer.seek(tp, stored if stored >= 0 else first)
+
+    async def _hold_systemic(
+        self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event, exc: Exception
+    ) -> None:
+        """A failure that is not the records' (the schema or the grants behind the code, records
+        failing one after another): hold the batch and read it again after a pause, as while
+        the database is away, counted and logged as an error until someone mends it."""
+        metrics.PROCESSING_FAILURES.labels(self._topic).inc()
+        first = min(owned.items(), key=lambda kv: kv[0].partition)
+        delay = self._kafka_backoff.failed()
+        log.error(
+            "processing fails for a reason that is not the records': batch held, read again in %.1f s: %r",
+            delay,
+            exc,
+            extra={"topic": self._topic, "partition": first[0].partition, "offset": first[1][0].offset},
+        )
+        for tp, msgs in owned.items():
+            if tp in self.positions and self.positions[tp] <= msgs[-1].offset:
+                self._rewind(tp, msgs[0].offset)
+        self.forget_state()
+        await pause(delay, stop)
 
     async def _hold(
         self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event, exc: Exception
@@ -456,7 +522,7 @@ class FencedConsumer(ABC):
     async def _guarded_tick(self) -> None:
         try:
             await self.tick()
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, Stopping):
             raise
         except Exception as exc:
             if not (_kafka_away(exc) or is_transient_db_error(exc)):

@@ -88,9 +88,11 @@ class SiteEventsStage:
         """Nothing per connection: it reads the energy stage's table."""
 
     async def apply(self, conn: asyncpg.Connection, rows: ReadingRows) -> None:
+        # a batch retried (after a database error, or settled in parts after a failure) must
+        # not publish an attempt's events that rolled back, even when the next has no rows
+        self._pending = []
         if not len(rows):
             return
-        # a batch retried after a database error must not publish its first attempt's events
         self._pending = [
             (self._topic, r["site_id"].encode(), site_event(r)) for r in await conn.fetch(_TOUCHED)
         ]

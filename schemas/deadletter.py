@@ -12,15 +12,15 @@ names, ours included; a reader takes the first header of a name and so always ge
 | `wattstream.error` | what was wrong, for people (at most 4,000 bytes) |
 | `wattstream.origin.topic`, `.partition`, `.offset` | where the record was read: de-duplicate on these |
 | `wattstream.origin.length`, `.sha256` | the original value's length, SHA-256 (hex; empty: a tombstone) |
-| `wattstream.truncated` | `true` when the value (and perhaps key and headers) is cut short, else `false` |
+| `wattstream.truncated` | `true` when any of the value, key or own headers is cut short, else `false` |
 
 Every one of them is on every dead letter, so none can be stood in for by a producer's header of
 the same name (a header the worker wrote only sometimes would leave a forged one first).
 
-A dead letter that would not fit the dead-letter topic's `max.message.bytes` carries the first
-`WATTSTREAM_DEADLETTER_TRUNCATE_BYTES` of its value (64 KiB by default) and at most 1 KiB of its
-key, and its own headers are left off if they still do not fit; the whole record is kept in the
-database table `dead_letter_records` first, keyed by the same origin.
+A dead letter that would not fit the dead-letter topic's `max.message.bytes` is cut to fit: at
+most 1 KiB of its key, its own headers left off if they do not fit, and as much of its value as
+the room left allows, at most `WATTSTREAM_DEADLETTER_TRUNCATE_BYTES` (64 KiB by default); the
+whole record is kept in the database table `dead_letter_records` first, keyed by the same origin.
 """
 
 from __future__ import annotations

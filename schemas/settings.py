@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "TopicSpec"]
@@ -208,6 +208,12 @@ class Settings(BaseSettings):
         if 3600 % v:
             raise ValueError("must divide 3600 so that buckets align with hours and local days")
         return v
+
+    @model_validator(mode="after")
+    def _retry_delays_in_order(self) -> Settings:
+        if self.db_retry_initial_s > self.db_retry_max_s:
+            raise ValueError("db_retry_initial_s must not exceed db_retry_max_s")
+        return self
 
     def topics(self) -> tuple[TopicSpec, ...]:
         """The topics wattstream creates, with their partitions and retention."""

@@ -261,3 +261,99 @@ async def test_a_failure_after_the_commit_is_not_processed_again(pipeline: Setti
     assert await read_topic(s, s.topic_deadletter) == []
     (offset,) = await fetch(s, "SELECT next_offset FROM ingest_offsets WHERE topic = $1", s.topic_readings)
     assert offset["next_offset"] == 12
+
+
+class _Switchable:
+    """A stage that fails every batch while armed, with `error`; applies nothing otherwise."""
+
+    def __init__(self, error: str) -> None:
+        self.armed = True
+        self.attempts = 0
+        self._error = error
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        """Nothing per connection."""
+
+    async def apply(self, conn: asyncpg.Connection, rows: ReadingRows) -> None:
+        if not self.armed or not len(rows):
+            return
+        self.attempts += 1
+        if self._error == "undefined_table":
+            await conn.execute("SELECT * FROM a_table_a_newer_migration_adds")  # code ahead of its schema
+        raise RuntimeError("every record fails here")
+
+
+@pytest.mark.parametrize(("error", "passed"), [("undefined_table", 0), ("every_record", 3)])
+async def test_a_fault_that_fails_every_record_holds_instead_of_draining(
+    pipeline: Settings, error: str, passed: int
+) -> None:
+    """A missing table is the deployment's fault: no record is blamed. A fault that fails
+    record after record gives up on at most three in a row, then holds the partition."""
+    s = pipeline.model_copy(
+        update={"db_retry_initial_s": 0.05, "db_retry_max_s": 0.2, "ingest_max_failures": 2}
+    )
+    site = f"poison-sys-{passed}"
+    key = site.encode()
+    stage = _Switchable(error)
+    async with _running(s, [*batch_stages(s), stage]) as task:
+        await _send(s, [(key, _reading(site, i), []) for i in range(20)])
+
+        async def tried_enough() -> object:
+            return stage.attempts >= 30 or stage.attempts
+
+        await wait_for(tried_enough, 60, "the stage to fail many times")
+        dead = [read_dead_letter(r.headers) for r in await read_topic(s, s.topic_deadletter)]
+        assert len(dead) == passed, dead
+        assert (await reading_stats(s, {site}))[0] == 0
+        stage.armed = False  # the fault is mended: everything else arrives, nothing was skipped
+
+        async def stored() -> object:
+            rows = (await reading_stats(s, {site}))[0]
+            return rows == 20 - passed or rows
+
+        await wait_for(stored, 60, "the held records stored once the fault is mended")
+        assert not task.done()
+
+
+class _BlipAfterCommit:
+    """Fails one value in the batch stage and makes Kafka blip after the commit of another."""
+
+    def __init__(self) -> None:
+        self._armed = False
+        self._blipped = False
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        """Nothing per connection."""
+
+    async def apply(self, conn: asyncpg.Connection, rows: ReadingRows) -> None:
+        if (rows.energy_kwh == POISON_KWH).any():
+            raise RuntimeError("this stage cannot take 666 kWh")
+        self._armed = bool((rows.energy_kwh == 2.0).any())
+
+    def take_messages(self) -> list[tuple[str, bytes, bytes]]:
+        if self._armed and not self._blipped:
+            from aiokafka.errors import KafkaTimeoutError
+
+            self._blipped = True
+            raise KafkaTimeoutError("the broker blinked after this batch committed")
+        return []
+
+
+async def test_a_kafka_blip_after_a_committed_half_skips_nothing(pipeline: Settings) -> None:
+    s = pipeline.model_copy(update={"db_retry_initial_s": 0.05, "ingest_max_failures": 2})
+    site = "poison-e"
+    key = site.encode()
+    messages = [(key, _reading(site, i, POISON_KWH if i == 7 else None), []) for i in range(10)]
+    # all in the topic before the worker starts: one batch, settled in halves, the first of
+    # which (holding the 2 kWh reading) commits and then meets the blip
+    await _send(s, messages)
+    async with _running(s, [*batch_stages(s), _BlipAfterCommit()]) as task:
+
+        async def stored() -> object:
+            rows = (await reading_stats(s, {site}))[0]
+            return rows == 9 or rows
+
+        await wait_for(stored, 60, "every reading but the poison stored")
+        assert not task.done()
+    dead = [read_dead_letter(r.headers) for r in await read_topic(s, s.topic_deadletter)]
+    assert [(d.reason, d.offset) for d in dead] == [("processing_failed", 7)]

@@ -142,3 +142,18 @@ def test_error_text_is_bounded() -> None:
     )
     assert len(dict(headers)["wattstream.error"]) == 4000
     assert read_dead_letter(headers).error.startswith("é")
+
+
+@pytest.mark.parametrize("max_bytes", [6_000, 20_000, 65_536])
+def test_a_cut_dead_letter_always_fits_even_a_small_topic(max_bytes: int) -> None:
+    # a dead-letter topic smaller than the truncation size: the value gets what room is left
+    own = [("trace", b"t" * 3000)]
+    value = b"v" * 200_000
+    why = [InvalidMessage("too_large", "e" * 5000)]
+    out = fit_dead_letter(
+        _record(value, key=b"k" * 4000, headers=own), why, max_bytes=max_bytes, truncate_to=65536
+    )
+    assert out.truncated
+    assert _size(out) <= max_bytes
+    assert out.value == value[: len(out.value or b"")]
+    assert read_dead_letter(out.headers).length == len(value)

@@ -116,3 +116,13 @@ async def test_everything_else_goes_to_the_route() -> None:
 async def test_a_key_over_its_rate_goes_to_the_route_for_its_429() -> None:
     assert (await _get("/v1/sites/b-1/latest", "ws_b_x"))[0] == "hot"  # its burst of one
     assert (await _get("/v1/sites/b-1/latest", "ws_b_x"))[0] == "route"
+
+
+def test_an_event_that_is_not_a_site_event_leaves_the_answer_to_the_database() -> None:
+    from api.hotpath import latest_body
+
+    hub = StreamHub(buffer=10, client_queue=10)
+    hub.publish(Event("site:a-1", 0, 7, b'{"site": "a-1", "power_kw": "lots"}'))
+    assert latest_body(hub, "a-1") is None
+    hub.publish(Event("site:a-1", 0, 8, _event("a-1", 3.5)))
+    assert latest_body(hub, "a-1") is not None

@@ -16,7 +16,7 @@ _SUFFIXES = ("_bucket", "_count", "_sum")
 def _defined() -> set[str]:
     """Metric names given to prometheus_client in the code (counters are named with _total)."""
     names = set()
-    for path in [*ROOT.glob("ingest/*.py"), *ROOT.glob("api/*.py"), *ROOT.glob("wattstream/*.py")]:
+    for path in [*ROOT.glob("ingest/**/*.py"), *ROOT.glob("api/**/*.py"), *ROOT.glob("wattstream/*.py")]:
         names |= set(re.findall(r'"(wattstream_[a-z_]+)"', path.read_text(encoding="utf-8")))
     return names
 
