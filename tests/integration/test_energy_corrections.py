@@ -177,4 +177,4 @@ def _run_property(s: Settings, examples: int) -> None:
 async def test_streamed_buckets_equal_the_batch_computation(settings: Settings) -> None:
     """Meters with dips, resets, spikes and rollovers; readings corrected alone, late, after the dip
     run their wrong value caused, duplicated, late by a few places; in batches of 1 to 8."""
-    await asyncio.to_thread(_run_property, settings, 100)
+    await asyncio.to_thread(_run_property, settings, 40)
