@@ -486,10 +486,33 @@ class FencedConsumer(ABC):
         failing one after another): hold the batch and read it again after a pause, as while
         the database is away, counted and logged as an error until someone mends it."""
         metrics.PROCESSING_FAILURES.labels(self._topic).inc()
+        await self._held(
+            owned, stop, exc, logging.ERROR, "processing fails for a reason that is not the records'"
+        )
+
+    async def _hold(
+        self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event, exc: Exception
+    ) -> None:
+        """Kafka could not take a batch's output: read the uncommitted part again after a pause."""
+        metrics.KAFKA_RETRIES.inc()
+        await self._held(owned, stop, exc, logging.WARNING, "Kafka unavailable")
+
+    async def _held(
+        self,
+        owned: dict[TopicPartition, list[ConsumerRecord]],
+        stop: asyncio.Event,
+        exc: Exception,
+        level: int,
+        why: str,
+    ) -> None:
+        """Read the uncommitted part of a batch again from each partition's stored offset, after
+        a pause that grows while it keeps happening (reset by the next batch that commits)."""
         first = min(owned.items(), key=lambda kv: kv[0].partition)
         delay = self._kafka_backoff.failed()
-        log.error(
-            "processing fails for a reason that is not the records': batch held, read again in %.1f s: %r",
+        log.log(
+            level,
+            "%s: batch held, read again in %.1f s: %r",
+            why,
             delay,
             exc,
             extra={"topic": self._topic, "partition": first[0].partition, "offset": first[1][0].offset},
@@ -497,25 +520,6 @@ class FencedConsumer(ABC):
         for tp, msgs in owned.items():
             if tp in self.positions and self.positions[tp] <= msgs[-1].offset:
                 self._rewind(tp, msgs[0].offset)
-        self.forget_state()
-        await pause(delay, stop)
-
-    async def _hold(
-        self, owned: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event, exc: Exception
-    ) -> None:
-        """Kafka could not take a batch's output: read the uncommitted part again after a pause."""
-        metrics.KAFKA_RETRIES.inc()
-        first = min(owned.items(), key=lambda kv: kv[0].partition)
-        delay = self._kafka_backoff.failed()
-        log.warning(
-            "Kafka unavailable, batch held and read again in %.1f s: %r",
-            delay,
-            exc,
-            extra={"topic": self._topic, "partition": first[0].partition, "offset": first[1][0].offset},
-        )
-        for tp, msgs in owned.items():
-            if tp in self.positions and self.positions[tp] <= msgs[-1].offset:
-                self.kafka_consumer.seek(tp, msgs[0].offset)
         self.forget_state()
         await pause(delay, stop)
 
